@@ -1,0 +1,67 @@
+"""The `yt8m` command line: one typer app; each command parses, calls the library, prints.
+
+TensorFlow is imported lazily inside commands so `yt8m --help` is instant, and its import noise
+is silenced before that first import.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from yt8m import __version__
+from yt8m._tf import import_tensorflow_quietly
+from yt8m.app import inspect_cmd
+from yt8m.app.console import print_error
+from yt8m.core import Yt8mError
+
+app = typer.Typer(
+    name="yt8m",
+    help="Raw videos to YouTube-8M features, records, classifiers and labels.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_show_locals=False,
+)
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        typer.echo(f"yt8m {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", help="Show the version and exit.", callback=_show_version, is_eager=True
+    ),
+) -> None:
+    """Raw videos to YouTube-8M features, records, classifiers and labels."""
+
+
+app.command("inspect", help="Summarise YT8M records: counts, frames, labels, segments.")(inspect_cmd.inspect)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI and return its exit status; user errors become one line on stderr and status 1."""
+    args = sys.argv[1:] if argv is None else argv
+    if args and not set(args) & {"--help", "-h", "--version"}:
+        import_tensorflow_quietly()
+    try:
+        app(args=argv, prog_name="yt8m")
+    except SystemExit as exit_:
+        code = exit_.code
+        return code if isinstance(code, int) else (0 if code is None else 1)
+    except Yt8mError as error:
+        print_error(str(error))
+        return 1
+    except KeyboardInterrupt:
+        print_error("interrupted")
+        return 130
+    return 0
+
+
+def entry() -> None:
+    """Console-script entry point."""
+    sys.exit(main())
