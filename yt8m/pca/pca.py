@@ -18,14 +18,14 @@ from __future__ import annotations
 
 import json
 import os
-import tarfile
 import tempfile
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 import numpy as np
 
 from yt8m.core import AUDIO_SIZE, RGB_SIZE, Yt8mError
+from yt8m.downloads import safe_extract
 from yt8m.pca.matrix_data import read_matrix_data
 from yt8m.pca.quantization import QUANT_MAX, QUANT_MIN, quantize
 
@@ -276,39 +276,20 @@ def load_vggish_npz(path: str | os.PathLike[str], compatible_with_yt8m: bool = F
     )
 
 
-def _check_tar_member(member: tarfile.TarInfo, archive: Path) -> None:
-    """Refuse absolute names, '..' components, links and special files before extracting anything."""
-    name = PurePosixPath(member.name)
-    if name.is_absolute() or member.name.startswith(("/", "\\")) or ".." in name.parts:
-        raise Yt8mError(f"{archive}: unsafe path {member.name!r} in archive")
-    if not (member.isfile() or member.isdir()):
-        raise Yt8mError(f"{archive}: archive member {member.name!r} is a link or special file")
-
-
 def _load_yt8m_tar(archive: Path, n_components: int | None, compatible_with_yt8m: bool | None) -> Pca:
     """Extract a yt8m_pca.tgz-style archive safely into a temp folder and load the npy files from it."""
-    try:
-        with tarfile.open(archive, "r:*") as tar:
-            members = tar.getmembers()
-            for member in members:
-                _check_tar_member(member, archive)
-            names = [PurePosixPath(m.name) for m in members if m.isfile()]
-            folders = {str(name.parent) for name in names if name.name == MEAN_FILE}
-            if len(folders) != 1:
-                raise Yt8mError(
-                    f"{archive}: expected one folder with {', '.join(YT8M_NPY_FILES)}, "
-                    f"found {MEAN_FILE} in {len(folders)}"
-                )
-            folder = folders.pop()
-            with tempfile.TemporaryDirectory(prefix="yt8m_pca_") as tmp:
-                tar.extractall(tmp, members=members, filter="data")
-                return _load_npy_folder(
-                    Path(tmp) / folder, archive / folder, n_components, compatible_with_yt8m
-                )
-    except FileNotFoundError:
-        raise Yt8mError(f"{archive}: file not found") from None
-    except (tarfile.TarError, OSError, EOFError) as exc:
-        raise Yt8mError(f"{archive}: not a readable tar archive ({exc})") from None
+    if not archive.exists():
+        raise Yt8mError(f"{archive}: file not found")
+    with tempfile.TemporaryDirectory(prefix="yt8m_pca_") as tmp:
+        extracted = safe_extract(archive, Path(tmp) / "pca")
+        folders = sorted(path.parent for path in extracted.rglob(MEAN_FILE))
+        if len(folders) != 1:
+            raise Yt8mError(
+                f"{archive}: expected one folder with {', '.join(YT8M_NPY_FILES)}, "
+                f"found {MEAN_FILE} in {len(folders)}"
+            )
+        inner = folders[0].relative_to(extracted)
+        return _load_npy_folder(folders[0], archive / inner, n_components, compatible_with_yt8m)
 
 
 def load_pca(
