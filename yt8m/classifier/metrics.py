@@ -1,0 +1,586 @@
+"""YouTube-8M competition metrics in plain, vectorised numpy (no TensorFlow).
+
+The definitions follow the google/youtube-8m starter code (``eval_util.py``,
+``average_precision_calculator.py``, ``mean_average_precision_calculator.py``) and the 2019 Kaggle
+segment task (MAP@100000):
+
+- Hit@1: fraction of videos whose best-scoring class is a true label.
+- PERR: for a video with k true labels, the precision of its k best predictions, counting only
+  predictions with a score > 0; videos without labels contribute 0 but count in the mean.
+- GAP@k: every video's k best (score, is-true) pairs pooled into one list, non-interpolated AP
+  with the denominator = the number of true labels over all videos.
+- mAP: per-class AP over the same top-k lists (denominator = all positives of the class),
+  classes without positives dropped.
+- segment MAP@K: per class, rank all segments by score, keep the first K, keep the rated
+  (segment, class) pairs, AP with the denominator = rated positives of the class.
+
+Deterministic tie rules (documented differences from the starter, which relies on
+``numpy.argpartition`` and a Python ``random.seed(0)`` shuffle):
+
+- a video's top-k is ordered by (score descending, class index ascending); so the selection at the
+  k-th place among equal scores takes the lower class indices, whatever the batching;
+- ties in an AP list are broken, as in the starter, by shuffling the list with a fixed seed before a
+  stable sort by descending score; the shuffle is ``np.random.RandomState(TIE_SHUFFLE_SEED)
+  .permutation(len(list))`` (the same idea, not the same permutation as Python's ``random``);
+  mAP uses the permutation of the pooled top-k list for every class, so GAP and mAP see one order;
+- in the segment task, equal scores are ranked by segment row order (earlier rows first), which
+  is what a submission written in row order gives and what a streaming evaluation can reproduce.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Iterable, Iterator
+
+import numpy as np
+
+GAP_TOP_K = 20  # predictions per video kept for GAP / mAP (competition: GAP@20)
+SEGMENT_TOP_K = 100_000  # segments per class a 2019 submission may list (MAP@100000)
+TIE_SHUFFLE_SEED = 0  # the starter shuffles AP lists with seed 0 before sorting
+CHUNK_ELEMENTS = 1 << 22  # rows are processed in chunks of about this many scores (bounds temporaries)
+SEGMENT_CHUNK_ELEMENTS = 1 << 24  # class blocks transposed at once by `segment_map`
+SEGMENT_PRUNE_FACTOR = 2  # a class's unrated buffer is pruned to top_k once it exceeds this x top_k
+_INT16_MAX = np.iinfo(np.int16).max
+
+
+def _class_dtype(num_classes: int) -> np.dtype:
+    """Smallest integer type that holds a class index (int16 for the 3862 YT8M classes)."""
+    return np.dtype(np.int16) if num_classes <= _INT16_MAX else np.dtype(np.int32)
+
+
+def _as_scores(predictions: Any) -> np.ndarray:
+    """Predictions as a floating array (integers become float64 so that negation is safe)."""
+    array = np.asarray(predictions)
+    if not np.issubdtype(array.dtype, np.floating):
+        array = array.astype(np.float64)
+    return array
+
+
+def _check_pair(predictions: Any, labels: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Validate a [N, C] prediction matrix and its label matrix; return both as arrays.
+
+    Labels stay as given (any value > 0 is a positive); they are compared chunk by chunk so that no
+    [N, C] boolean copy is made.
+    """
+    scores = _as_scores(predictions)
+    truth = np.asarray(labels)
+    if scores.ndim != 2:
+        raise ValueError(f"predictions must be 2-D [videos, classes], got shape {scores.shape}")
+    if truth.shape != scores.shape:
+        raise ValueError(f"labels shape {truth.shape} differs from predictions shape {scores.shape}")
+    if scores.shape[0] == 0 or scores.shape[1] == 0:
+        raise ValueError(f"predictions must have at least one video and one class, got {scores.shape}")
+    return scores, truth
+
+
+def _check_top_k(top_k: int) -> int:
+    if isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)) or top_k <= 0:
+        raise ValueError(f"top_k must be a positive integer, got {top_k!r}")
+    return int(top_k)
+
+
+def _row_chunks(num_rows: int, num_classes: int) -> Iterator[slice]:
+    """Row slices holding about CHUNK_ELEMENTS scores each."""
+    step = max(1, CHUNK_ELEMENTS // max(1, num_classes))
+    for start in range(0, num_rows, step):
+        yield slice(start, min(num_rows, start + step))
+
+
+def _top_k_sorted(chunk: np.ndarray, k: int) -> np.ndarray:
+    """[n, k] class indices of each row's k best scores, ordered by (score desc, class asc).
+
+    ``np.argpartition`` picks the set; rows where equal scores straddle the k-th place are redone so
+    that the lower class indices win, which makes the result independent of k and of the batching.
+    """
+    num_classes = chunk.shape[1]
+    if k >= num_classes:
+        return np.argsort(-chunk, axis=1, kind="stable")
+    idx = np.argpartition(chunk, num_classes - k, axis=1)[:, num_classes - k :]
+    kth = np.take_along_axis(chunk, idx, axis=1).min(axis=1)
+    n_ge = np.count_nonzero(chunk >= kth[:, None], axis=1)
+    straddle = np.flatnonzero(n_ge > k)
+    if straddle.size:
+        sub = chunk[straddle]
+        value = kth[straddle, None]
+        greater = sub > value
+        equal = sub == value
+        need = k - np.count_nonzero(greater, axis=1)
+        keep = greater | (equal & (np.cumsum(equal, axis=1) <= need[:, None]))
+        idx[straddle] = np.nonzero(keep)[1].reshape(-1, k)
+    idx.sort(axis=1)
+    order = np.argsort(-np.take_along_axis(chunk, idx, axis=1), axis=1, kind="stable")
+    return np.take_along_axis(idx, order, axis=1)
+
+
+@dataclass
+class TopK:
+    """Each video's top-k predictions and the per-class positive counts over all videos.
+
+    ``classes``/``scores``/``labels`` are [N, k] (k = min(top_k, C)), each row ordered by
+    (score desc, class asc); ``num_positives`` is [C] int64, counted over ALL videos.
+    """
+
+    classes: np.ndarray
+    scores: np.ndarray
+    labels: np.ndarray
+    num_positives: np.ndarray
+
+
+@dataclass
+class _BatchStats:
+    """What one pass over a prediction matrix yields (see `_scan`)."""
+
+    num_videos: int
+    hits_at_one: int
+    perr_hits: np.ndarray | None  # [C+1] int64: true labels in the top-k of videos with k labels
+    top: TopK | None
+
+
+def _scan(scores: np.ndarray, labels: np.ndarray, top_k: int | None, want_perr: bool) -> _BatchStats:
+    """One chunked pass: hit@1 count, PERR counts by label count, and the top-k triplets."""
+    num_rows, num_classes = scores.shape
+    class_dtype = _class_dtype(num_classes)
+    k = min(top_k, num_classes) if top_k else 0
+    hits = 0
+    perr_hits = np.zeros(num_classes + 1, dtype=np.int64) if want_perr else None
+    tops: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+    num_positives = np.zeros(num_classes, dtype=np.int64)
+    for rows in _row_chunks(num_rows, num_classes):
+        chunk = scores[rows]
+        truth = labels[rows] > 0
+        num_positives += np.count_nonzero(truth, axis=0)
+        best = np.argmax(chunk, axis=1)
+        hits += int(np.count_nonzero(np.take_along_axis(truth, best[:, None], axis=1)))
+        num_labels = np.count_nonzero(truth, axis=1) if want_perr else None
+        k_max = int(num_labels.max()) if want_perr else 0
+        width = max(k, k_max)
+        if width == 0:
+            continue
+        idx = _top_k_sorted(chunk, width)
+        if want_perr and k_max > 0:
+            sel = idx[:, :k_max]
+            good = np.take_along_axis(truth, sel, axis=1) & (np.take_along_axis(chunk, sel, axis=1) > 0)
+            good &= np.arange(k_max)[None, :] < num_labels[:, None]
+            row_hits = np.count_nonzero(good, axis=1)
+            perr_hits += np.bincount(num_labels, weights=row_hits, minlength=num_classes + 1).astype(np.int64)
+        if k:
+            sel = idx[:, :k]
+            tops.append(
+                (
+                    sel.astype(class_dtype),
+                    np.take_along_axis(chunk, sel, axis=1),
+                    np.take_along_axis(truth, sel, axis=1),
+                )
+            )
+    top = None
+    if k:
+        top = TopK(
+            classes=np.concatenate([t[0] for t in tops]),
+            scores=np.concatenate([t[1] for t in tops]),
+            labels=np.concatenate([t[2] for t in tops]),
+            num_positives=num_positives,
+        )
+    return _BatchStats(num_rows, hits, perr_hits, top)
+
+
+def _perr_from_counts(perr_hits: np.ndarray, num_videos: int) -> float:
+    """mean_i(hits_i / k_i) written as sum_k(H[k] / k) / N, so batches add up exactly."""
+    ks = np.arange(1, len(perr_hits), dtype=np.float64)
+    return float(np.sum(perr_hits[1:] / ks) / num_videos)
+
+
+def hit_at_one(predictions: Any, labels: Any) -> float:
+    """Fraction of videos whose argmax class (first on ties) is a true label."""
+    scores, truth = _check_pair(predictions, labels)
+    best = np.argmax(scores, axis=1)
+    hits = np.count_nonzero(np.take_along_axis(truth, best[:, None], axis=1) > 0)
+    return float(hits / scores.shape[0])
+
+
+def perr(predictions: Any, labels: Any) -> float:
+    """Precision at equal recall rate, averaged over all videos (label-less videos count as 0)."""
+    scores, truth = _check_pair(predictions, labels)
+    stats = _scan(scores, truth, top_k=None, want_perr=True)
+    return _perr_from_counts(stats.perr_hits, stats.num_videos)
+
+
+def top_k_by_class(predictions: Any, labels: Any, top_k: int = GAP_TOP_K) -> TopK:
+    """Each video's top-k (class, score, label) triplets plus per-class positives over all videos."""
+    scores, truth = _check_pair(predictions, labels)
+    return _scan(scores, truth, _check_top_k(top_k), want_perr=False).top
+
+
+def _tie_shuffled_order(scores: np.ndarray) -> np.ndarray:
+    """Indices ranking `scores` descending, ties broken by the seeded shuffle (see module doc)."""
+    perm = np.random.RandomState(TIE_SHUFFLE_SEED).permutation(len(scores))
+    return perm[np.argsort(-scores[perm], kind="stable")]
+
+
+def average_precision(
+    scores: Any, is_true: Any, num_positives: float | None = None, top_n: int | None = None
+) -> float:
+    """Non-interpolated AP of a ranked list (the starter's ``ap_at_n``).
+
+    ``num_positives`` is the denominator (default: positives in the list); with ``top_n`` only the
+    first top_n ranked items count and the denominator is capped at top_n. Returns 0.0 when there
+    are no positives.
+    """
+    values = _as_scores(scores).ravel()
+    truth = np.asarray(is_true).ravel() > 0
+    if values.shape != truth.shape:
+        raise ValueError(f"scores ({values.size}) and is_true ({truth.size}) differ in length")
+    if top_n is not None:
+        top_n = _check_top_k(top_n)
+    if num_positives is not None and num_positives < 0:
+        raise ValueError(f"num_positives must be >= 0, got {num_positives!r}")
+    numpos = int(np.count_nonzero(truth)) if num_positives is None else num_positives
+    if numpos == 0:
+        return 0.0
+    if top_n is not None:
+        numpos = min(numpos, top_n)
+    ranked = truth[_tie_shuffled_order(values)]
+    if top_n is not None:
+        ranked = ranked[:top_n]
+    hits = np.cumsum(ranked)
+    ranks = np.flatnonzero(ranked) + 1
+    return float(np.sum(hits[ranked] / ranks) / numpos)
+
+
+def _segmented_ap_sums(
+    classes: np.ndarray, tie_key: np.ndarray, scores: np.ndarray, is_true: np.ndarray, num_classes: int
+) -> np.ndarray:
+    """Per-class sums of precision@positive over lists ranked by (score desc, tie_key asc).
+
+    One lexsort of all pairs by (class, -score, tie_key), then segment-wise cumulative sums.
+    """
+    if classes.size == 0:
+        return np.zeros(num_classes, dtype=np.float64)
+    order = np.lexsort((tie_key, -scores, classes))
+    cls = classes[order].astype(np.int64)
+    truth = is_true[order]
+    start = np.searchsorted(cls, cls, side="left")
+    rank = np.arange(1, cls.size + 1) - start
+    cum = np.cumsum(truth)
+    hits = cum - (cum[start] - truth[start])
+    contrib = np.where(truth, hits / rank, 0.0)
+    return np.bincount(cls, weights=contrib, minlength=num_classes)
+
+
+def _gap_from_top(top: TopK) -> float:
+    return average_precision(top.scores.ravel(), top.labels.ravel(), num_positives=int(top.num_positives.sum()))
+
+
+def _per_class_ap_from_top(top: TopK) -> np.ndarray:
+    scores = top.scores.ravel()
+    shuffle_pos = np.empty(scores.size, dtype=np.int64)
+    shuffle_pos[np.random.RandomState(TIE_SHUFFLE_SEED).permutation(scores.size)] = np.arange(scores.size)
+    num_classes = top.num_positives.size
+    sums = _segmented_ap_sums(top.classes.ravel(), shuffle_pos, scores, top.labels.ravel(), num_classes)
+    ap = np.full(num_classes, np.nan)
+    has = top.num_positives > 0
+    ap[has] = sums[has] / top.num_positives[has]
+    return ap
+
+
+def _mean_ignoring_nan(values: np.ndarray) -> float:
+    kept = values[~np.isnan(values)]
+    return float(np.mean(kept)) if kept.size else 0.0
+
+
+def gap(predictions: Any, labels: Any, top_k: int = GAP_TOP_K) -> float:
+    """Global average precision over every video's top-k predictions."""
+    return _gap_from_top(top_k_by_class(predictions, labels, top_k))
+
+
+def per_class_ap(predictions: Any, labels: Any, top_k: int = GAP_TOP_K) -> np.ndarray:
+    """[C] AP of each class over the videos having it in their top-k; NaN without positives."""
+    return _per_class_ap_from_top(top_k_by_class(predictions, labels, top_k))
+
+
+def mean_ap(predictions: Any, labels: Any, top_k: int = GAP_TOP_K) -> float:
+    """Mean of `per_class_ap` over classes with positives (0.0 when no class has any)."""
+    return _mean_ignoring_nan(per_class_ap(predictions, labels, top_k))
+
+
+class EvaluationMetrics:
+    """Streaming Hit@1, PERR, GAP, mAP and loss over batches; equals the array functions exactly.
+
+    Memory: running integer counts for Hit@1 and PERR, and per video only its top-k triplets
+    (class int16/int32, score in the predictions' dtype, is-true bool): 7 bytes x top_k per video
+    for float32 scores (140 B at top_k=20, so 1M videos ~ 140 MB); never the full [N, C] matrix.
+    """
+
+    def __init__(self, num_classes: int, top_k: int = GAP_TOP_K) -> None:
+        if num_classes <= 0:
+            raise ValueError(f"num_classes must be positive, got {num_classes!r}")
+        self.num_classes = int(num_classes)
+        self.top_k = _check_top_k(top_k)
+        self.clear()
+
+    def clear(self) -> None:
+        """Forget everything accumulated."""
+        self._num_examples = 0
+        self._hits = 0
+        self._perr_hits = np.zeros(self.num_classes + 1, dtype=np.int64)
+        self._num_positives = np.zeros(self.num_classes, dtype=np.int64)
+        self._tops: list[TopK] = []
+        self._loss_sum = 0.0
+        self._loss_count = 0
+
+    def accumulate(self, predictions: Any, labels: Any, loss: Any = None) -> dict[str, float | None]:
+        """Add one batch; `loss` is a per-example array or the batch mean. Returns batch metrics."""
+        scores, truth = _check_pair(predictions, labels)
+        if scores.shape[1] != self.num_classes:
+            raise ValueError(f"expected {self.num_classes} classes, got predictions of shape {scores.shape}")
+        stats = _scan(scores, truth, self.top_k, want_perr=True)
+        top = stats.top
+        self._num_examples += stats.num_videos
+        self._hits += stats.hits_at_one
+        self._perr_hits += stats.perr_hits
+        self._num_positives += top.num_positives
+        self._tops.append(top)
+        batch_loss = None
+        if loss is not None:
+            losses = np.asarray(loss, dtype=np.float64)
+            if losses.ndim == 0:
+                self._loss_sum += float(losses) * stats.num_videos
+                self._loss_count += stats.num_videos
+                batch_loss = float(losses)
+            else:
+                self._loss_sum += float(losses.sum())
+                self._loss_count += losses.size
+                batch_loss = float(losses.mean()) if losses.size else None
+        return {
+            "hit_at_one": stats.hits_at_one / stats.num_videos,
+            "perr": _perr_from_counts(stats.perr_hits, stats.num_videos),
+            "loss": batch_loss,
+        }
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held by the stored top-k triplets and counters."""
+        held = self._perr_hits.nbytes + self._num_positives.nbytes
+        return held + sum(t.classes.nbytes + t.scores.nbytes + t.labels.nbytes for t in self._tops)
+
+    def _pooled(self) -> TopK:
+        if len(self._tops) > 1:  # concatenate once so that later calls are cheap
+            self._tops = [
+                TopK(
+                    classes=np.concatenate([t.classes for t in self._tops]),
+                    scores=np.concatenate([t.scores for t in self._tops]),
+                    labels=np.concatenate([t.labels for t in self._tops]),
+                    num_positives=self._num_positives.copy(),
+                )
+            ]
+        top = self._tops[0]
+        return TopK(top.classes, top.scores, top.labels, self._num_positives)
+
+    def get(self) -> dict[str, float | int | None]:
+        """Metrics over everything accumulated: hit_at_one, perr, gap, map, loss, num_examples."""
+        if self._num_examples == 0:
+            raise ValueError("no examples accumulated")
+        top = self._pooled()
+        return {
+            "hit_at_one": self._hits / self._num_examples,
+            "perr": _perr_from_counts(self._perr_hits, self._num_examples),
+            "gap": _gap_from_top(top),
+            "map": _mean_ignoring_nan(_per_class_ap_from_top(top)),
+            "loss": self._loss_sum / self._loss_count if self._loss_count else None,
+            "num_examples": self._num_examples,
+        }
+
+
+# ---------------------------------------------------------------------------------------------
+# 2019 segment task
+
+
+def _class_index(class_ids: Iterable[int] | None, num_classes: int) -> np.ndarray:
+    """Sorted unique class ids that count (all classes when None)."""
+    if class_ids is None:
+        return np.arange(num_classes, dtype=np.int64)
+    ids = np.unique(np.asarray(list(class_ids), dtype=np.int64))
+    if ids.size and (ids[0] < 0 or ids[-1] >= num_classes):
+        raise ValueError(f"class_ids must lie in [0, {num_classes}), got {ids[0]}..{ids[-1]}")
+    return ids
+
+
+def _check_segment_inputs(predictions: Any, labels: Any, weights: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    scores = _as_scores(predictions)
+    truth = np.asarray(labels)
+    rated = np.asarray(weights)
+    if scores.ndim != 2:
+        raise ValueError(f"predictions must be 2-D [segments, classes], got shape {scores.shape}")
+    for name, array in (("labels", truth), ("weights", rated)):
+        if array.shape != scores.shape:
+            raise ValueError(f"{name} shape {array.shape} differs from predictions shape {scores.shape}")
+    return scores, truth, rated
+
+
+def _kth_best_key(scores: np.ndarray, rows: np.ndarray, k: int) -> tuple[float, int]:
+    """The k-th best (score desc, row asc) key of a list longer than k: (score, row)."""
+    n = scores.size
+    value = np.partition(scores, n - k)[n - k]
+    need = k - int(np.count_nonzero(scores > value))
+    tied_rows = np.sort(rows[scores == value])
+    return value, int(tied_rows[need - 1])
+
+
+def _segment_map_from_rated(
+    cls: np.ndarray, scores: np.ndarray, rows: np.ndarray, positive: np.ndarray, inside: np.ndarray, num_counted: int
+) -> float:
+    """Mean over classes with rated positives of the AP of their rated pairs inside the cap."""
+    num_pos = np.bincount(cls[positive], minlength=num_counted)
+    sums = _segmented_ap_sums(cls[inside], rows[inside], scores[inside], positive[inside], num_counted)
+    has = num_pos > 0
+    if not has.any():
+        return 0.0
+    return float(np.mean(sums[has] / num_pos[has]))
+
+
+def segment_map(
+    predictions: Any,
+    labels: Any,
+    weights: Any,
+    top_k: int = SEGMENT_TOP_K,
+    class_ids: Iterable[int] | None = None,
+) -> float:
+    """Kaggle 2019 segment MAP@top_k over [N segments, C] predictions, labels and 0/1 weights.
+
+    Per class: rank all segments by score (desc; equal scores by row), keep the first top_k, keep
+    the rated pairs, AP over positives with the denominator = rated positives of the class; mean
+    over the classes (restricted to `class_ids`) having at least one rated positive, 0.0 if none.
+    """
+    scores, truth, rated = _check_segment_inputs(predictions, labels, weights)
+    top_k = _check_top_k(top_k)
+    num_rows, num_classes = scores.shape
+    counted = _class_index(class_ids, num_classes)
+    row_idx, local = np.nonzero(rated[:, counted] > 0)
+    cols = counted[local]
+    pair_scores = scores[row_idx, cols]
+    positive = truth[row_idx, cols] > 0
+    inside = np.ones(row_idx.size, dtype=bool)
+    num_pos = np.bincount(local[positive], minlength=counted.size)
+    needed = np.flatnonzero(num_pos > 0)
+    if num_rows > top_k and needed.size:
+        order = np.argsort(local, kind="stable")
+        starts = np.searchsorted(local[order], np.arange(counted.size + 1))
+        all_rows = np.arange(num_rows)
+        block = max(1, SEGMENT_CHUNK_ELEMENTS // num_rows)
+        for first in range(0, needed.size, block):
+            group = needed[first : first + block]
+            columns = np.ascontiguousarray(scores[:, counted[group]].T)
+            for column, j in zip(columns, group):
+                value, row_k = _kth_best_key(column, all_rows, top_k)
+                members = order[starts[j] : starts[j + 1]]
+                s, r = pair_scores[members], row_idx[members]
+                inside[members] = (s > value) | ((s == value) & (r <= row_k))
+    return _segment_map_from_rated(local, pair_scores, row_idx, positive, inside, counted.size)
+
+
+class SegmentMapAccumulator:
+    """Streaming `segment_map`: add batches of segment rows, get() equals the concatenated result.
+
+    Memory: every rated (segment, class) pair (row int64, class int64, score, label bool: ~21 bytes
+    with float32 scores) plus, per counted class, the best unrated (score, row) pairs, pruned back
+    to top_k with np.partition whenever a class's buffer exceeds SEGMENT_PRUNE_FACTOR x top_k
+    (12 bytes each for float32). Worst case ~ counted classes x 2 x top_k x 12 B: 2.4 GB for the
+    1000 segment classes at top_k=100000 once more than 200k segments were seen; a smaller top_k
+    or class_ids list shrinks it proportionally. New rows always come after old ones, so an unrated
+    score not above a pruned class's k-th best can never enter the top_k and is dropped at once.
+    """
+
+    def __init__(self, num_classes: int, top_k: int = SEGMENT_TOP_K, class_ids: Iterable[int] | None = None) -> None:
+        if num_classes <= 0:
+            raise ValueError(f"num_classes must be positive, got {num_classes!r}")
+        self.num_classes = int(num_classes)
+        self.top_k = _check_top_k(top_k)
+        self._counted = _class_index(class_ids, self.num_classes)
+        self.clear()
+
+    def clear(self) -> None:
+        """Forget everything accumulated."""
+        n = self._counted.size
+        self._num_rows = 0
+        self._rated: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
+        self._buf_scores: list[list[np.ndarray]] = [[] for _ in range(n)]
+        self._buf_rows: list[list[np.ndarray]] = [[] for _ in range(n)]
+        self._buf_size = np.zeros(n, dtype=np.int64)
+        self._threshold = np.full(n, -np.inf)
+        self._pruned = np.zeros(n, dtype=bool)
+
+    def accumulate(self, predictions: Any, labels: Any, weights: Any) -> None:
+        """Add one batch of segment rows ([n, C] predictions, labels, 0/1 rating weights)."""
+        scores, truth, rated = _check_segment_inputs(predictions, labels, weights)
+        if scores.shape[1] != self.num_classes:
+            raise ValueError(f"expected {self.num_classes} classes, got predictions of shape {scores.shape}")
+        counted = self._counted
+        sub = scores[:, counted]
+        is_rated = rated[:, counted] > 0
+        offset = self._num_rows
+        rows, local = np.nonzero(is_rated)
+        self._rated.append((local, sub[rows, local], rows + offset, truth[rows, counted[local]] > 0))
+        candidate = ~is_rated & ((sub > self._threshold) | ~self._pruned)
+        local_u, rows_u = np.nonzero(candidate.T)  # grouped by class, rows ascending
+        values_u = sub[rows_u, local_u]
+        bounds = np.searchsorted(local_u, np.arange(counted.size + 1))
+        for j in np.flatnonzero(np.diff(bounds)):
+            part = slice(bounds[j], bounds[j + 1])
+            self._buf_scores[j].append(values_u[part])
+            self._buf_rows[j].append(rows_u[part] + offset)
+            self._buf_size[j] += part.stop - part.start
+            if self._buf_size[j] > SEGMENT_PRUNE_FACTOR * self.top_k:
+                self._prune(j)
+        self._num_rows += scores.shape[0]
+
+    def _merged(self, j: int) -> tuple[np.ndarray, np.ndarray]:
+        if len(self._buf_scores[j]) > 1:
+            self._buf_scores[j] = [np.concatenate(self._buf_scores[j])]
+            self._buf_rows[j] = [np.concatenate(self._buf_rows[j])]
+        if not self._buf_scores[j]:
+            return np.empty(0), np.empty(0, dtype=np.int64)
+        return self._buf_scores[j][0], self._buf_rows[j][0]
+
+    def _prune(self, j: int) -> None:
+        """Keep class j's best top_k unrated pairs; later scores must beat the k-th best."""
+        s, r = self._merged(j)
+        value, row_k = _kth_best_key(s, r, self.top_k)
+        keep = (s > value) | ((s == value) & (r <= row_k))
+        self._buf_scores[j] = [s[keep]]
+        self._buf_rows[j] = [r[keep]]
+        self._buf_size[j] = int(np.count_nonzero(keep))
+        self._threshold[j] = value
+        self._pruned[j] = True
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held by the rated pairs and the unrated buffers."""
+        held = sum(a.nbytes for pairs in self._rated for a in pairs)
+        held += sum(a.nbytes for lst in self._buf_scores for a in lst)
+        return held + sum(a.nbytes for lst in self._buf_rows for a in lst)
+
+    @property
+    def buffer_sizes(self) -> np.ndarray:
+        """Unrated pairs currently kept per counted class (bounded by the prune factor x top_k)."""
+        return self._buf_size.copy()
+
+    def get(self) -> float:
+        """Segment MAP over everything accumulated (see `segment_map`)."""
+        if not self._rated:
+            return 0.0
+        local = np.concatenate([p[0] for p in self._rated])
+        pair_scores = np.concatenate([p[1] for p in self._rated])
+        rows = np.concatenate([p[2] for p in self._rated])
+        positive = np.concatenate([p[3] for p in self._rated])
+        inside = np.ones(local.size, dtype=bool)
+        num_pos = np.bincount(local[positive], minlength=self._counted.size)
+        order = np.argsort(local, kind="stable")
+        starts = np.searchsorted(local[order], np.arange(self._counted.size + 1))
+        for j in np.flatnonzero(num_pos > 0):
+            members = order[starts[j] : starts[j + 1]]
+            buf_s, buf_r = self._merged(int(j))
+            if members.size + buf_s.size <= self.top_k:
+                continue
+            s, r = pair_scores[members], rows[members]
+            value, row_k = _kth_best_key(np.concatenate([s, buf_s]), np.concatenate([r, buf_r]), self.top_k)
+            inside[members] = (s > value) | ((s == value) & (r <= row_k))
+        return _segment_map_from_rated(local, pair_scores, rows, positive, inside, self._counted.size)
