@@ -1,0 +1,90 @@
+"""`yt8m models`: fetch the official model files (checked, unpacked) and list what is present."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from yt8m.app.console import console
+
+app = typer.Typer(
+    help="Official model files (Inception 2015, VGGish, YT8M PCAs, vocabulary): fetch and list.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+
+MODELS_DIR_HELP = "Folder to use instead of the yt8m cache ($YT8M_HOME or ~/.cache/yt8m)."
+
+
+def _human(size: int | None) -> str:
+    if size is None:
+        return "-"
+    value = float(size)
+    for unit in ("B", "KB", "MB", "GB"):
+        if value < 1024 or unit == "GB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} GB"
+
+
+@app.command("list")
+def list_files(
+    models_dir: Optional[Path] = typer.Option(None, "--models-dir", help=MODELS_DIR_HELP),
+) -> None:
+    """Show every official file: present or missing, size, where it is."""
+    from rich.table import Table
+
+    from yt8m.extractor import weights
+
+    root = weights.root(models_dir)
+    table = Table(title=f"official files in {root}", title_justify="left")
+    for column in ("name", "status", "size", "file"):
+        table.add_column(column, overflow="fold")
+    for row in weights.status(models_dir):
+        optional = " (optional)" if row.name in weights.OPTIONAL else ""
+        shown = row.path.relative_to(root) if row.path.is_relative_to(root) else row.path
+        table.add_row(row.name, "present" if row.present else "missing" + optional, _human(row.size), str(shown))
+    console.print(table)
+    groups = ", ".join(f"{name} = {' + '.join(members)}" for name, members in weights.GROUPS.items())
+    console.print(f"groups for --only: {groups}", highlight=False)
+
+
+@app.command("fetch")
+def fetch(
+    only: Optional[list[str]] = typer.Option(
+        None, "--only", help="Fetch only these (repeat or comma-separate; names from `yt8m models list`)."
+    ),
+    everything: bool = typer.Option(False, "--all", help="Also the optional files (baseline model, Keras weights)."),
+    force: bool = typer.Option(False, "--force", help="Download again even if a verified copy is present."),
+    models_dir: Optional[Path] = typer.Option(None, "--models-dir", help=MODELS_DIR_HELP),
+) -> None:
+    """Download the official files with SHA-256 checks and unpack the archives safely."""
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+
+    from yt8m.extractor import weights
+
+    names = [part.strip() for item in only or [] for part in item.split(",") if part.strip()]
+    todo = weights.expand(names or None, everything=everything)
+    progress = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        console=console,
+        disable=not sys.stdout.isatty(),
+        transient=True,
+    )
+    tasks: dict[str, int] = {}
+
+    def advance(name: str, done: int, total: int | None) -> None:
+        if name not in tasks:
+            tasks[name] = progress.add_task(name, total=total)
+        progress.update(tasks[name], completed=done, total=total)
+
+    with progress:
+        for name in todo:
+            path = weights.fetch(name, directory=models_dir, force=force, progress=advance)
+            console.print(f"{name}: {path}", highlight=False)
