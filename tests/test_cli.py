@@ -106,3 +106,12 @@ def test_inspect_video_level_records(tmp_path, capsys):
     assert main(["inspect", str(path), "--json"]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["video_level_records"] == 1 and summary["frame_level_records"] == 0
+
+
+def test_models_list_shows_classifier_architectures(capsys):
+    from yt8m.classifier.models import list_models
+
+    assert main(["models", "list"]) == 0
+    out = capsys.readouterr().out
+    for name in list_models():
+        assert name in out

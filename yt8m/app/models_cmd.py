@@ -50,6 +50,21 @@ def list_files(
     console.print(table)
     groups = ", ".join(f"{name} = {' + '.join(members)}" for name, members in weights.GROUPS.items())
     console.print(f"groups for --only: {groups}", highlight=False)
+    _print_architectures()
+
+
+def _print_architectures() -> None:
+    """The classifier architectures `yt8m train --model` accepts, with their input level."""
+    from rich.table import Table
+
+    from yt8m.classifier.models import is_video_level, list_models
+
+    table = Table(title="classifier architectures (yt8m train --model NAME)", title_justify="left")
+    table.add_column("name")
+    table.add_column("input")
+    for name in list_models():
+        table.add_row(name, "video-level (mean_rgb, mean_audio)" if is_video_level(name) else "frame-level")
+    console.print(table)
 
 
 @app.command("fetch")
