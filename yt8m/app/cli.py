@@ -13,9 +13,12 @@ import typer
 from yt8m import __version__
 from yt8m._tf import import_tensorflow_quietly
 from yt8m.app import inspect_cmd
+from yt8m.app import classify_cmd
+from yt8m.app import demo_cmd
 from yt8m.app import extract_cmd
 from yt8m.app import models_cmd
 from yt8m.app import train_cmd
+from yt8m.app import ensemble_cmd
 from yt8m.app import synth_cmd
 from yt8m.app.console import print_error
 from yt8m.core import Yt8mError
@@ -45,12 +48,15 @@ def _root(
 
 
 app.command("inspect", help="Summarise YT8M records: counts, frames, labels, segments.")(inspect_cmd.inspect)
+app.command("classify", help="Classify video files: ranked labels (table, JSON, CSV) and an HTML report.")(classify_cmd.classify)
+app.command("demo", help="Offline demo: synthetic videos -> features -> fine-tuned model -> labels + HTML report.")(demo_cmd.demo)
 app.command("extract", help="Extract YT8M features (rgb + audio) from videos into TFRecords.")(extract_cmd.extract)
 app.command("synth", help="Write synthetic YT8M records with learnable class patterns (offline demo, tests).")(synth_cmd.synth)
 app.command("train", help="Train a YT8M classifier on TFRecords (resumes from the train dir).")(train_cmd.train)
 app.command("eval", help="Evaluate a trained classifier: Hit@1, PERR, GAP@20, mAP.")(train_cmd.evaluate)
 app.command("predict", help="Write the Kaggle predictions CSV (top 20 per video) of a trained classifier.")(train_cmd.predict)
 app.command("export", help="Export a trained classifier as a SavedModel (serialized and rgb_and_audio signatures).")(train_cmd.export)
+app.command("ensemble", help="Weighted ensemble of prediction sets (.npz scores or CSVs); weights given, loaded or searched.")(ensemble_cmd.ensemble)
 app.add_typer(models_cmd.app, name="models", help="Official model files: fetch them (checked) and list what is present.")
 
 

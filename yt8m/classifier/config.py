@@ -181,6 +181,7 @@ class ModelConfig:
     num_classes: int = NUM_CLASSES
     video_level: bool = False
     training: TrainingSettings = field(default_factory=TrainingSettings)
+    segments: str | None = None  # None (videos), "segment" or "context" (see yt8m.classifier.segments)
 
     @classmethod
     def create(
@@ -257,6 +258,7 @@ class ModelConfig:
             "feature_spec": self.feature_spec.to_dict(),
             "hparams": _normalise(self.hparams),
             "training": asdict(self.training),
+            **({"segments": self.segments} if self.segments else {}),
         }
 
     @classmethod
@@ -271,6 +273,7 @@ class ModelConfig:
                 num_classes=int(data["num_classes"]),
                 video_level=bool(data.get("video_level", False)),
                 training=TrainingSettings(**training),
+                segments=data.get("segments") or None,
             )
         except (KeyError, TypeError, ValueError) as error:
             raise Yt8mError(f"{source}: not a yt8m model config ({type(error).__name__}: {error})") from None
@@ -317,6 +320,8 @@ class ModelConfig:
                 f"features {','.join(self.feature_spec.names)}:{','.join(map(str, self.feature_spec.sizes))} vs "
                 f"{','.join(other.feature_spec.names)}:{','.join(map(str, other.feature_spec.sizes))}"
             )
+        if self.segments != other.segments:
+            differences.append(f"segments {self.segments} vs {other.segments}")
         if self.model == other.model:
             for key in sorted(set(self.hparams) | set(other.hparams)):
                 mine, theirs = _normalise(self.hparams.get(key)), _normalise(other.hparams.get(key))
@@ -328,13 +333,18 @@ class ModelConfig:
         """Build the Keras model this config describes (untrained weights)."""
         from yt8m.classifier.models import build_model
 
-        return build_model(
+        model = build_model(
             self.model,
             num_classes=self.num_classes,
             feature_sizes=tuple(self.feature_spec.sizes),
             max_frames=self.feature_spec.max_frames,
             **self.hparams,
         )
+        if self.segments is not None:
+            from yt8m.classifier.segments import wrap_segment_model
+
+            model = wrap_segment_model(model, self)
+        return model
 
 
 def load_label_weights(path: str | os.PathLike) -> list[float]:

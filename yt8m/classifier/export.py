@@ -141,6 +141,10 @@ def export_model(
             reason = "pass --overwrite to replace it" if is_export else "not an earlier yt8m export"
             raise Yt8mError(f"{out}: already exists ({reason})")
     model, config, step = load_trained_model(train_dir, checkpoint)
+    if vocabulary is None:  # a fine-tuned model's own classes (label_map.txt in the train dir)
+        from yt8m.classifier.training import train_dir_label_map
+
+        vocabulary = train_dir_label_map(train_dir)
     names = _class_names(vocabulary, config.num_classes)
     module = serving_module(model, config)
     serialized = module.serialized.get_concrete_function()

@@ -42,6 +42,9 @@ EXPORT_DIR = "export"
 EMA_WARMUP = (1.0, 10.0)  # TF1 ExponentialMovingAverage(num_updates): decay <= (1 + n) / (10 + n)
 CHECKPOINT_EVERY_SECONDS = 600.0  # also save at least this often (the starter saved every 10 minutes)
 _CHECKPOINT_RE = re.compile(rf"{CHECKPOINT_PREFIX}-(\d+)$")
+LABEL_MAP_FILENAME = "label_map.txt"  # a custom label space's class names, kept in the train dir
+LABEL_MAP_SUFFIX = ".label_map.txt"  # `yt8m extract --labels-from-folders`: OUT.tfrecord -> OUT.label_map.txt
+HEAD_ATTRIBUTES = ("classifier", "head")  # the model attributes holding the classifier head
 
 
 def _tf():
@@ -80,6 +83,18 @@ class TrainResult:
     last: TrainProgress | None = None
     export_dir: Path | None = None
     history: list[TrainProgress] = field(default_factory=list)
+    init: "InitReport | None" = None  # set when the weights were initialised from another train dir
+
+
+@dataclass
+class InitReport:
+    """What `--init-from` copied: the source, its step, how many weights were kept or re-initialised."""
+
+    source: Path
+    source_step: int
+    copied: int
+    reinitialised: list[str]
+    head_reset: bool
 
 
 # ----------------------------------------------------------------------------- losses
@@ -224,8 +239,12 @@ def resolve_train_config(
     feature_spec: FeatureSpec | None = None,
     num_classes: int | None = None,
     start_new_model: bool = False,
+    init_from: str | os.PathLike | None = None,
 ) -> ModelConfig:
     """The config a `yt8m train` run uses: a new one, or the train dir's own with training changes.
+
+    With `init_from` (another train dir) a new config takes that model's architecture and
+    features; `num_classes` may differ (a new label space for fine-tuning).
 
     Resuming keeps the saved architecture; asking for another model, other hyperparameters,
     features or class count is refused with an error naming config.json. Training settings
@@ -260,6 +279,8 @@ def resolve_train_config(
         config = saved.with_training(**training)
         config.training.validate(config.num_classes)
         return config
+    if init_from is not None:
+        return _config_from_source(init_from, model, set_values, training, feature_spec, num_classes)
     if model is None:
         raise Yt8mError(f"{Path(train_dir)}: no {CONFIG_FILENAME} here; --model is required for a new model")
     overrides = parse_overrides(list(set_values), ModelConfig.settable_defaults(model)) if set_values else {}
@@ -269,6 +290,124 @@ def resolve_train_config(
         num_classes=num_classes if num_classes is not None else NUM_CLASSES,
         overrides=overrides,
         training=training,
+    )
+
+
+def _config_from_source(
+    source_dir: str | os.PathLike,
+    model: str | None,
+    set_values: Sequence[str],
+    training: dict[str, Any],
+    feature_spec: FeatureSpec | None,
+    num_classes: int | None,
+) -> ModelConfig:
+    """A new config with `source_dir`'s model, hyperparameters and features (and maybe other classes)."""
+    from yt8m.classifier.models import canonical_name
+
+    source = ModelConfig.load(config_path(source_dir))
+    where = config_path(source_dir)
+    if model is not None and canonical_name(model) != source.model:
+        raise Yt8mError(f"{where}: --init-from holds a {source.model} model, not {canonical_name(model)}")
+    if feature_spec is not None and feature_spec.to_dict() != source.feature_spec.to_dict():
+        raise Yt8mError(
+            f"{where}: --init-from was trained on features {','.join(source.feature_spec.names)} "
+            f"({','.join(map(str, source.feature_spec.sizes))}); its weights cannot take other features"
+        )
+    overrides = dict(source.hparams)
+    overrides.update(parse_overrides(list(set_values), ModelConfig.settable_defaults(source.model)))
+    return ModelConfig.create(
+        source.model,
+        feature_spec=source.feature_spec,
+        num_classes=num_classes if num_classes is not None else source.num_classes,
+        overrides=overrides,
+        training=training,
+    )
+
+
+def find_label_map(train_data: str | Sequence[str]) -> Path | None:
+    """The label map `yt8m extract --labels-from-folders` saved next to the records, if exactly one.
+
+    Looks for `OUT.label_map.txt` beside each record file (also for shards `OUT-00000-of-000NN`).
+    """
+    from yt8m.classifier.records import _SHARD_RE, list_record_files
+
+    patterns = [train_data] if isinstance(train_data, (str, os.PathLike)) else list(train_data)
+    found: set[Path] = set()
+    for pattern in patterns:
+        for name in list_record_files(pattern):
+            path = Path(name)
+            match = _SHARD_RE.match(path.name)
+            stems = [path.with_suffix("")]
+            if match:
+                stems.append(path.with_name(match.group("stem")))
+            for stem in stems:
+                candidate = stem.with_name(stem.name + LABEL_MAP_SUFFIX)
+                if candidate.is_file():
+                    found.add(candidate)
+    return found.pop() if len(found) == 1 else None
+
+
+def train_dir_label_map(train_dir: str | os.PathLike) -> Path | None:
+    """The custom label map kept in a train dir, or None (then the YT8M vocabulary applies)."""
+    path = Path(train_dir) / LABEL_MAP_FILENAME
+    return path if path.is_file() else None
+
+
+def _read_names(path: str | os.PathLike) -> list[str]:
+    from yt8m.classifier.vocabulary import load_label_map
+
+    return list(load_label_map(path).names)
+
+
+def head_variables(model) -> list:
+    """The variables of the model's classifier head (re-initialised for a new label space)."""
+    variables = []
+    for attribute in HEAD_ATTRIBUTES:
+        layer = getattr(model, attribute, None)
+        if layer is not None and hasattr(layer, "variables"):
+            variables.extend(layer.variables)
+    return variables
+
+
+def _variable_key(variable) -> str:
+    """A variable's path without the model's own name, so two builds of one architecture match."""
+    path = getattr(variable, "path", None) or variable.name
+    return path.split("/", 1)[1] if "/" in path else path
+
+
+def _is_float(variable) -> bool:
+    return np.issubdtype(np.dtype(getattr(variable.dtype, "as_numpy_dtype", variable.dtype)), np.floating)
+
+
+def initialise_from(model, config: ModelConfig, source_dir: str | os.PathLike, *, reset_head: bool) -> InitReport:
+    """Copy a trained model's weights (EMA ones when kept) from `source_dir` into `model`.
+
+    Weights are matched by their path in the model and their shape. With `reset_head` the
+    classifier head keeps its fresh initialisation (a new label space); weights whose shape
+    differs (e.g. the head of another class count) are re-initialised too.
+    """
+    source_model, source_config, source_step = load_trained_model(source_dir)
+    if source_config.model != config.model or source_config.feature_spec.to_dict() != config.feature_spec.to_dict():
+        raise Yt8mError(
+            f"{config_path(source_dir)}: a {source_config.model} model on other features cannot initialise {config.model}"
+        )
+    source = {_variable_key(v): v for v in source_model.variables}
+    head = {id(v) for v in head_variables(model)} if reset_head else set()
+    copied, reinitialised = 0, []
+    for variable in model.variables:
+        if not _is_float(variable):  # random-number generator states are not weights
+            continue
+        key = _variable_key(variable)
+        match = source.get(key)
+        if id(variable) in head or match is None or tuple(match.shape) != tuple(variable.shape):
+            reinitialised.append(key)
+            continue
+        variable.assign(np.asarray(match.numpy()))
+        copied += 1
+    if copied == 0:
+        raise Yt8mError(f"{config_path(source_dir)}: none of its weights fit this model")
+    return InitReport(
+        source=Path(source_dir), source_step=source_step, copied=copied, reinitialised=reinitialised, head_reset=reset_head
     )
 
 
@@ -287,6 +426,30 @@ def _check_train_dir(train_dir: Path, config: ModelConfig, start_new_model: bool
             )
     elif latest_checkpoint(train_dir) is not None:
         raise Yt8mError(f"{train_dir}: has checkpoints but no {CONFIG_FILENAME}; use another --train-dir")
+
+
+def _resolve_label_names(
+    train_data, train_dir: Path, config: ModelConfig, init_from, label_map
+) -> tuple[list[str] | None, str | None]:
+    """The class names to keep in the train dir and where they came from ("given", "records", "train-dir", "init")."""
+    names, origin, where = None, None, None
+    if label_map is not None:
+        names, origin, where = _read_names(label_map), "given", Path(label_map)
+    else:
+        found = find_label_map(train_data)
+        if found is not None:
+            names, origin, where = _read_names(found), "records", found
+        elif train_dir_label_map(train_dir) is not None:
+            names, origin, where = _read_names(train_dir / LABEL_MAP_FILENAME), "train-dir", train_dir / LABEL_MAP_FILENAME
+        elif init_from is not None and train_dir_label_map(init_from) is not None:
+            source_classes = ModelConfig.load(config_path(init_from)).num_classes
+            if source_classes == config.num_classes:
+                names, origin, where = _read_names(train_dir_label_map(init_from)), "init", train_dir_label_map(init_from)
+    if names is not None and len(names) != config.num_classes:
+        if origin == "records":  # a stray map next to the records does not block training
+            return None, None
+        raise Yt8mError(f"{where}: has {len(names)} class names, but the model has {config.num_classes} classes")
+    return names, origin
 
 
 # ----------------------------------------------------------------------------- model plumbing
@@ -339,16 +502,18 @@ def _has_ema(checkpoint: str) -> bool:
     return any(name.startswith("ema/") for name, _ in tf.train.list_variables(checkpoint))
 
 
-def make_train_step(model, optimizer, strategy, settings, ema=None):
+def make_train_step(model, optimizer, strategy, settings, ema=None, frozen: Sequence[bool] | None = None, freeze_steps: int = 0):
     """The compiled training step: `train_step(batch) -> (loss, predictions, labels)` (per replica).
 
     Each replica computes the starter's cross-entropy on its share of the global batch (scaled by
     the global batch size) plus `regularization_penalty` x the model's own losses; the gradients
     are summed over replicas, clipped by their global norm and applied by Adam; the EMA follows.
     `batch` holds `frames`, `num_frames`, `labels` and optionally `label_weights` [B, C].
+    Variables flagged in `frozen` get no updates while the global step is below `freeze_steps`.
     """
     tf = _tf()
     replicas = strategy.num_replicas_in_sync
+    frozen_flags = list(frozen) if (frozen is not None and freeze_steps > 0) else []
     label_weights = (
         tf.constant(np.asarray(settings.label_weights, dtype=np.float32)) if settings.label_weights else None
     )
@@ -372,6 +537,9 @@ def make_train_step(model, optimizer, strategy, settings, ema=None):
         gradients = tape.gradient(loss, variables)
         gradients = [tf.zeros_like(tf.convert_to_tensor(v)) if g is None else tf.convert_to_tensor(g) for g, v in zip(gradients, variables)]
         gradients = context.all_reduce(tf.distribute.ReduceOp.SUM, gradients)
+        if any(frozen_flags):  # zero gradients keep Adam's fresh moments at zero: no update at all
+            thawed = tf.cast(optimizer.iterations >= freeze_steps, tf.float32)
+            gradients = [g * tf.cast(thawed, g.dtype) if flag else g for g, flag in zip(gradients, frozen_flags)]
         if clip_norm > 0:
             gradients, _ = tf.clip_by_global_norm(gradients, clip_norm)
         # Keras sums the gradients over replicas once more; hand each replica its share.
@@ -407,8 +575,17 @@ def train(
     progress: Callable[[TrainProgress], None] | None = None,
     devices: Sequence[str] | None = None,
     export: bool | str | os.PathLike = False,
+    init_from: str | os.PathLike | None = None,
+    freeze_pooling_steps: int = 0,
+    label_map: str | os.PathLike | None = None,
 ) -> TrainResult:
     """Train `config`'s model on the records matching `train_data`, checkpointing into `train_dir`.
+
+    Fine-tuning: a new model starts from the weights of `init_from` (another train dir); when its
+    label space differs (class count or class names) the classifier head is re-initialised and
+    the pooling layers kept; for the first `freeze_pooling_steps` steps only the head is trained.
+    The class names (`label_map`, else one saved next to the records, else `init_from`'s when
+    the classes are the same) are kept in the train dir as label_map.txt.
 
     Stops after `max_steps` (global step, counting earlier runs) or `num_epochs` (counting earlier
     runs); with neither it runs until interrupted (Ctrl-C saves a checkpoint first). `export=True`
@@ -421,8 +598,18 @@ def train(
     settings = config.training
     settings.validate(config.num_classes)
     train_dir = Path(train_dir)
-    source = RecordSource(train_data, config.feature_spec, config.num_classes, video_level=config.video_level)
+    if config.segments:  # segment labels: one example per rated segment, with label weights
+        from yt8m.classifier.segments import segment_source
+
+        source = segment_source(train_data, config)
+    else:
+        source = RecordSource(train_data, config.feature_spec, config.num_classes, video_level=config.video_level)
     _check_train_dir(train_dir, config, start_new_model)
+    label_names, label_source = _resolve_label_names(train_data, train_dir, config, init_from, label_map)
+    if init_from is not None and Path(init_from).resolve() == train_dir.resolve():
+        raise Yt8mError(f"{init_from}: --init-from must be another train dir than --train-dir")
+    if init_from is not None:
+        ModelConfig.load(config_path(init_from))  # a missing or broken source fails before anything is written
     train_dir.mkdir(parents=True, exist_ok=True)
 
     strategy = make_strategy(devices)
@@ -451,10 +638,22 @@ def train(
                 raise
         if ema is not None and not _has_ema(manager.latest_checkpoint):
             ema.reset(model.trainable_variables)  # EMA switched on for a model trained without it
+    init_report: InitReport | None = None
+    if init_from is not None and not manager.latest_checkpoint:  # resuming keeps the trained weights
+        source_names = _read_names(train_dir_label_map(init_from)) if train_dir_label_map(init_from) else None
+        source_classes = ModelConfig.load(config_path(init_from)).num_classes
+        reset_head = source_classes != config.num_classes or (
+            label_source != "init" and label_names is not None and label_names != source_names
+        )
+        init_report = initialise_from(model, config, init_from, reset_head=reset_head)
+        if ema is not None:
+            ema.reset(model.trainable_variables)
     start_step = int(optimizer.iterations.numpy())
     start_epoch = int(epochs_done.numpy())
 
-    train_step = make_train_step(model, optimizer, strategy, settings, ema)
+    head = {id(v) for v in head_variables(model)}
+    frozen = [id(v) not in head for v in model.trainable_variables] if freeze_pooling_steps > 0 else None
+    train_step = make_train_step(model, optimizer, strategy, settings, ema, frozen=frozen, freeze_steps=freeze_pooling_steps)
 
     logs = ScalarLog(train_dir / LOG_DIR / TRAIN_LOG)
     schedule = learning_rate_schedule(settings)
@@ -480,6 +679,10 @@ def train(
     def save() -> str:
         nonlocal last_saved, last_save_time, saved_epochs
         config.save(train_dir)  # written with the first checkpoint, so a failed start leaves nothing
+        if label_names is not None:
+            from yt8m.classifier.vocabulary import save_label_map
+
+            save_label_map(train_dir / LABEL_MAP_FILENAME, label_names)
         path = manager.save(checkpoint_number=step)
         last_saved, last_save_time, saved_epochs = step, time.monotonic(), int(epochs_done.numpy())
         return path
@@ -570,6 +773,7 @@ def train(
         checkpoint=saved_path,
         last=last,
         history=history,
+        init=init_report,
     )
     if export:
         from yt8m.classifier.export import export_model

@@ -1,0 +1,725 @@
+"""The 2019 segment task: segment readers with label weights, segment models, TTA, the segment CSV.
+
+A segment record (REFERENCE.md §1) is a frame-level SequenceExample whose context lists rated
+segments: `segment_start_times` (frames = seconds), `segment_labels` and `segment_scores` (1 =
+present, 0 = rated absent). `SegmentSource` turns every distinct start of a video into one
+example: its `SEGMENT_FRAMES` frames, `labels` [C] (rated present) and `label_weights` [C] (1 for
+every rated class of that segment, 0 elsewhere), so that only rated (segment, class) pairs count
+in the loss (the train step multiplies the per-class cross-entropy by them) and in the metric
+(`SegmentMapAccumulator` keeps rated pairs only). Records without segment starts (a test set)
+give every non-overlapping window starting at 0.
+
+Models (`ModelConfig.segments`):
+- "segment": the video model itself, fed only the segment's 5 frames (video-level models get the
+  mean of the segment's frames);
+- "context": `SegmentContextModel` runs the same model on the segment and on the whole video and
+  mixes both with learned per-class weights: `sigmoid(a * logit(p_segment) + b * logit(p_video) + c)`,
+  starting at a=1, b=0, c=0 (the segment-only model). Its input is the segment frames followed by
+  the video's `max_frames` frames along the time axis.
+
+Test-time augmentation: with `shifts` (e.g. -2,-1,0,1) each segment is also read shifted by those
+frames (clamped so that the window stays inside the video) and the predictions are averaged.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from yt8m.classifier.metrics import SEGMENT_TOP_K, SegmentMapAccumulator
+from yt8m.classifier.readers import (
+    FRAMES,
+    LABELS,
+    NUM_FRAMES,
+    VIDEO_ID,
+    L2_EPSILON,
+    RecordSource,
+    _context_spec,
+    _decode_bytes,
+    _id_and_labels,
+    dequantize_tensor,
+)
+from yt8m.core import NUM_CLASSES, SEGMENT_FRAMES, Yt8mError
+
+SEGMENT_MODES = ("segment", "context")
+SEGMENT_CSV_HEADER = "Class,Segments"
+SEGMENT_ID_SEPARATOR = ":"  # segment ids are `video_id:start`
+DEFAULT_TTA_SHIFTS = (0,)
+START_KEY = "segment_start_times"
+END_KEY = "segment_end_times"
+SEGMENT_LABELS_KEY = "segment_labels"
+SEGMENT_SCORES_KEY = "segment_scores"
+
+# Keys of segment dataset elements (besides video_id, frames, num_frames, labels).
+SEGMENT_START = "segment_start"
+LABEL_WEIGHTS = "label_weights"
+_QUANTIZED = "segment_quantized"  # [K, SEGMENT_FRAMES, D] uint8, one window per shift
+_COUNTS = "segment_counts"  # [K] valid frames per window
+_VIDEO_QUANTIZED = "video_quantized"  # [max_frames, D] uint8 (context models)
+_VIDEO_FRAMES = "video_frames"
+
+
+def _tf():
+    from yt8m._tf import import_tensorflow_quietly
+
+    return import_tensorflow_quietly()
+
+
+# ----------------------------------------------------------------------------- options
+
+
+def parse_shifts(text: str | Sequence[int] | None) -> tuple[int, ...]:
+    """`-2,-1,0,1` -> (-2, -1, 0, 1); None or empty -> (0,) (no augmentation)."""
+    if text is None:
+        return DEFAULT_TTA_SHIFTS
+    if not isinstance(text, str):
+        values = tuple(int(v) for v in text)
+    else:
+        try:
+            values = tuple(int(part) for part in text.split(",") if part.strip())
+        except ValueError:
+            raise Yt8mError(f"--tta-shifts must be comma-separated integers, got {text!r}") from None
+    if not values:
+        return DEFAULT_TTA_SHIFTS
+    if len(set(values)) != len(values):
+        raise Yt8mError(f"--tta-shifts lists a shift twice: {text!r}")
+    return values
+
+
+def resolve_segment_classes(path: str | os.PathLike | None, num_classes: int) -> list[int] | None:
+    """The rated-class whitelist: from `path`, else the cached official file for the 3862-class
+    YT8M label space, else None (a custom dataset: every class counts)."""
+    from yt8m.classifier.vocabulary import load_segment_classes
+
+    if path is None and num_classes != NUM_CLASSES:
+        return None
+    classes = load_segment_classes(path)
+    where = path if path is not None else "segment_label_ids.csv"
+    if not classes:
+        raise Yt8mError(f"{where}: lists no segment classes")
+    bad = [c for c in classes if not 0 <= c < num_classes]
+    if bad:
+        raise Yt8mError(f"{where}: class {bad[0]} is outside 0..{num_classes - 1}")
+    return classes
+
+
+def segment_id(video_id: str, start: int) -> str:
+    """The Kaggle segment id `vid:start` (start in seconds = frame index)."""
+    return f"{video_id}{SEGMENT_ID_SEPARATOR}{int(start)}"
+
+
+# ----------------------------------------------------------------------------- reader
+
+
+def parse_segment_bytes(
+    serialized,
+    spec,
+    num_classes: int,
+    shifts: Sequence[int] = DEFAULT_TTA_SHIFTS,
+    context: bool = False,
+) -> dict:
+    """One serialized segment record -> a batch of its segments (leading axis N = distinct starts).
+
+    Keys: video_id [N], segment_start [N], segment_quantized uint8 [N, K, 5, D] (one window per
+    shift), segment_counts [N, K], labels [N, C], label_weights [N, C]; with `context` also the
+    video's first `max_frames` frames [N, max_frames, D] and their count.
+    """
+    tf = _tf()
+    context_spec = _context_spec()
+    context_spec[START_KEY] = tf.io.VarLenFeature(tf.int64)
+    context_spec[SEGMENT_LABELS_KEY] = tf.io.VarLenFeature(tf.int64)
+    context_spec[SEGMENT_SCORES_KEY] = tf.io.VarLenFeature(tf.float32)
+    sequence_spec = {name: tf.io.FixedLenSequenceFeature([], tf.string) for name in spec.names}
+    parsed, sequences = tf.io.parse_single_sequence_example(
+        serialized, context_features=context_spec, sequence_features=sequence_spec
+    )
+    video_id, _ = _id_and_labels(parsed, num_classes)
+    decoded = [_decode_bytes(sequences[name], name, size) for name, size in zip(spec.names, spec.sizes)]
+    quantized = tf.concat(decoded, axis=1) if len(decoded) > 1 else decoded[0]
+    num_frames = tf.shape(quantized)[0]
+
+    given_starts = tf.cast(parsed[START_KEY].values, tf.int32)
+    labels = parsed[SEGMENT_LABELS_KEY].values
+    scores = parsed[SEGMENT_SCORES_KEY].values
+    windows = tf.range(0, num_frames - SEGMENT_FRAMES + 1, SEGMENT_FRAMES, dtype=tf.int32)
+    starts = tf.cond(
+        tf.size(given_starts) > 0,
+        lambda: tf.sort(tf.unique(given_starts)[0]),
+        lambda: windows,
+    )
+    checks = [
+        tf.debugging.assert_equal(tf.size(labels), tf.size(given_starts), message="segment_labels and segment_start_times differ in length"),
+        tf.debugging.assert_equal(tf.size(scores), tf.size(labels), message="segment_scores and segment_labels differ in length"),
+        tf.debugging.assert_less(labels, tf.constant(num_classes, tf.int64), message=f"a segment label is >= num_classes ({num_classes})"),
+        tf.debugging.assert_non_negative(labels, message="a segment label is negative"),
+        tf.debugging.assert_non_negative(given_starts, message="a segment start is negative"),
+    ]
+    count = tf.shape(starts)[0]
+    with tf.control_dependencies(checks):
+        position = tf.searchsorted(starts, given_starts, side="left")
+        pairs = tf.stack([position, tf.cast(labels, tf.int32)], axis=1)
+        shape = tf.stack([count, num_classes])
+        weights = tf.minimum(tf.scatter_nd(pairs, tf.ones_like(scores), shape), 1.0)
+        present = tf.minimum(tf.scatter_nd(pairs, tf.cast(scores > 0, tf.float32), shape), 1.0)
+    weights.set_shape([None, num_classes])
+    present.set_shape([None, num_classes])
+
+    last_start = tf.maximum(num_frames - SEGMENT_FRAMES, 0)
+    offsets = tf.range(SEGMENT_FRAMES, dtype=tf.int32)
+    windows_q, counts = [], []
+    for shift in shifts:
+        start = tf.clip_by_value(starts + int(shift), 0, last_start)
+        index = start[:, None] + offsets[None, :]
+        counts.append(tf.reduce_sum(tf.cast(index < num_frames, tf.int32), axis=1))
+        windows_q.append(tf.gather(quantized, tf.minimum(index, tf.maximum(num_frames - 1, 0))))
+    element = {
+        VIDEO_ID: tf.fill([count], video_id),
+        SEGMENT_START: starts,
+        _QUANTIZED: tf.stack(windows_q, axis=1),
+        _COUNTS: tf.stack(counts, axis=1),
+        LABELS: present,
+        LABEL_WEIGHTS: weights,
+    }
+    element[_QUANTIZED].set_shape([None, len(shifts), SEGMENT_FRAMES, spec.total_size])
+    if context:
+        video = quantized[: spec.max_frames]
+        frames = tf.shape(video)[0]
+        video = tf.pad(video, [[0, spec.max_frames - frames], [0, 0]])
+        element[_VIDEO_QUANTIZED] = tf.tile(video[None], [count, 1, 1])
+        element[_VIDEO_FRAMES] = tf.fill([count], frames)
+    return element
+
+
+def _normalised(quantized, counts, spec):
+    """uint8 [..., T, D] -> float32 frames, rows past `counts` zeroed, each row L2-normalised."""
+    tf = _tf()
+    frames = dequantize_tensor(quantized, spec)
+    valid = tf.sequence_mask(counts, tf.shape(quantized)[-2], dtype=tf.float32)
+    return tf.math.l2_normalize(frames * valid[..., None], axis=-1, epsilon=L2_EPSILON)
+
+
+def finish_segments(batch: dict, spec, mode: str, video_level: bool, squeeze: bool) -> dict:
+    """Batched parsed segments -> model inputs: `frames` [B, K, T, D] and `num_frames` [B, K].
+
+    "segment": T = 5 (video-level models: the mean of the segment's dequantized frames [B, K, D]);
+    "context": T = 5 + max_frames (segment, then the video) and num_frames = the video's frames.
+    `squeeze` drops the shift axis K (training uses one window).
+    """
+    tf = _tf()
+    batch = dict(batch)
+    quantized = batch.pop(_QUANTIZED)
+    counts = batch.pop(_COUNTS)
+    if video_level:
+        frames = dequantize_tensor(quantized, spec)
+        valid = tf.sequence_mask(counts, SEGMENT_FRAMES, dtype=tf.float32)[..., None]
+        frames = tf.reduce_sum(frames * valid, axis=-2) / tf.maximum(tf.reduce_sum(valid, axis=-2), 1.0)
+        num_frames = counts
+    else:
+        frames = _normalised(quantized, counts, spec)
+        num_frames = counts
+    if mode == "context":
+        video = _normalised(batch.pop(_VIDEO_QUANTIZED), batch[_VIDEO_FRAMES], spec)
+        shifts = tf.shape(frames)[1]
+        video = tf.tile(video[:, None], [1, shifts, 1, 1])
+        frames = tf.concat([frames, video], axis=2)
+        num_frames = tf.tile(batch.pop(_VIDEO_FRAMES)[:, None], [1, shifts])
+    if squeeze:
+        frames, num_frames = frames[:, 0], num_frames[:, 0]
+    batch[FRAMES] = frames
+    batch[NUM_FRAMES] = num_frames
+    return batch
+
+
+class SegmentSource(RecordSource):
+    """Segment records -> batches of segments with labels and label weights (see the module doc).
+
+    A drop-in for `RecordSource` in the train loop (`frames`, `num_frames`, `labels`,
+    `label_weights`); eval and predict also read `video_id` and `segment_start`, and with several
+    `shifts` `frames` carries a shift axis ([B, K, T, D]).
+    """
+
+    def __init__(
+        self,
+        pattern,
+        spec,
+        num_classes: int,
+        video_level: bool = False,
+        mode: str = "segment",
+        shifts: Sequence[int] = DEFAULT_TTA_SHIFTS,
+    ) -> None:
+        super().__init__(pattern, spec, num_classes, video_level=video_level)
+        if mode not in SEGMENT_MODES:
+            raise Yt8mError(f"segment mode must be one of {', '.join(SEGMENT_MODES)}, got {mode!r}")
+        if mode == "context" and video_level:
+            raise Yt8mError("a video-level model cannot see the video as context; use a frame-level model")
+        self.mode = mode
+        self.shifts = tuple(int(s) for s in shifts)
+
+    def dataset(
+        self,
+        batch_size: int,
+        *,
+        shuffle: bool = False,
+        seed: int | None = None,
+        shuffle_buffer: int = 1024,
+        drop_remainder: bool = False,
+        repeat: bool = False,
+        include_ids: bool = True,
+        squeeze: bool | None = None,
+    ):
+        tf = _tf()
+        autotune = tf.data.AUTOTUNE
+        files = tf.data.Dataset.from_tensor_slices(self.files)
+        if shuffle:
+            files = files.shuffle(len(self.files), seed=seed, reshuffle_each_iteration=True)
+        records = files.interleave(
+            lambda path: tf.data.TFRecordDataset(path),
+            cycle_length=max(1, min(len(self.files), 16)),
+            num_parallel_calls=autotune,
+            deterministic=not shuffle,
+        )
+        if repeat:
+            records = records.repeat()
+        context = self.mode == "context"
+        segments = records.map(
+            lambda data: parse_segment_bytes(data, self.spec, self.num_classes, self.shifts, context),
+            num_parallel_calls=autotune,
+            deterministic=not shuffle,
+        ).unbatch()
+        if shuffle:
+            segments = segments.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+        if not include_ids:
+            segments = segments.map(lambda e: {k: v for k, v in e.items() if k not in (VIDEO_ID, SEGMENT_START)})
+        squeeze = len(self.shifts) == 1 if squeeze is None else squeeze
+        batches = segments.batch(batch_size, drop_remainder=drop_remainder).map(
+            lambda batch: finish_segments(batch, self.spec, self.mode, self.video_level, squeeze),
+            num_parallel_calls=autotune,
+            deterministic=not shuffle,
+        )
+        return batches.prefetch(autotune)
+
+    def find_problem(self) -> Yt8mError | None:
+        problem = super().find_problem()
+        if problem is not None:
+            return problem
+        from yt8m.classifier.records import iterate_raw_records
+
+        for path in self.files:
+            for index, data in enumerate(iterate_raw_records(path)):
+                try:
+                    video_id, _, labels, _ = segment_context(data, f"{path}: record {index}")
+                except Yt8mError as problem:
+                    return problem
+                bad = [label for label in labels if not 0 <= label < self.num_classes]
+                if bad:
+                    return Yt8mError(
+                        f"{path}: record {index} (id {video_id!r}): segment label {bad[0]} is outside 0..{self.num_classes - 1}"
+                    )
+        return None
+
+
+def check_segment_labels(pattern, records_to_check: int = 100) -> None:
+    """Refuse training on segment labels when the first records of the first file rate no segment.
+
+    (Records without segment fields would give all-zero label weights: training would learn nothing.)
+    """
+    from yt8m.classifier.records import iterate_raw_records, list_record_files
+
+    files = [f for part in pattern for f in list_record_files(part)] if isinstance(pattern, (list, tuple)) else list_record_files(pattern)
+    for index, data in enumerate(iterate_raw_records(files[0])):
+        if segment_context(data, f"{files[0]}: record {index}")[1]:
+            return
+        if index + 1 >= records_to_check:
+            break
+    raise Yt8mError(
+        f"{files[0]}: its first records rate no segments (no segment_start_times/labels/scores); "
+        "--segment-labels needs the 2019 segment-rated records"
+    )
+
+
+def segment_context(data: bytes, where: str) -> tuple[str, list[int], list[int], list[float]]:
+    """(video id, segment starts, labels, scores) of one serialized record, checked for equal lengths."""
+    from yt8m.classifier.records import ID_KEY, LEGACY_ID_KEY
+
+    tf = _tf()
+    try:
+        context = tf.train.SequenceExample.FromString(data).context.feature
+    except Exception as error:  # protobuf's DecodeError and friends
+        raise Yt8mError(f"{where}: not a tf.train.SequenceExample ({error})") from None
+    key = ID_KEY if ID_KEY in context else LEGACY_ID_KEY
+    video_id = context[key].bytes_list.value[0].decode("utf-8", errors="replace") if key in context and context[key].bytes_list.value else ""
+    starts = list(context[START_KEY].int64_list.value) if START_KEY in context else []
+    labels = list(context[SEGMENT_LABELS_KEY].int64_list.value) if SEGMENT_LABELS_KEY in context else []
+    scores = list(context[SEGMENT_SCORES_KEY].float_list.value) if SEGMENT_SCORES_KEY in context else []
+    if not len(starts) == len(labels) == len(scores):
+        raise Yt8mError(
+            f"{where} (id {video_id!r}): segment_start_times, segment_labels and segment_scores differ in length"
+        )
+    return video_id, starts, labels, scores
+
+
+# ----------------------------------------------------------------------------- models
+
+
+def _make_context_model_class():
+    import keras
+    from keras import ops
+
+    class SegmentContextModel(keras.Model):
+        """The segment model plus the whole video as context, mixed per class in logit space."""
+
+        def __init__(self, base, **kwargs):
+            super().__init__(name=kwargs.pop("name", "segment_context"), **kwargs)
+            self.base = base
+            classes = base.num_classes
+            self.num_classes = classes
+            self.video_level = False
+            self.segment_gain = self.add_weight(shape=(classes,), initializer="ones", name="segment_gain")
+            self.video_gain = self.add_weight(shape=(classes,), initializer="zeros", name="video_gain")
+            self.context_bias = self.add_weight(shape=(classes,), initializer="zeros", name="context_bias")
+
+        @property
+        def classifier(self):  # the head `--init-from` re-initialises for a new label space
+            return getattr(self.base, "classifier", None) or getattr(self.base, "head", None)
+
+        def call(self, inputs, training=None):
+            frames, num_frames = inputs
+            frames = ops.convert_to_tensor(frames, dtype="float32")
+            segment, video = frames[:, :SEGMENT_FRAMES], frames[:, SEGMENT_FRAMES:]
+            present = ops.cast(ops.sum(ops.abs(segment), axis=-1) > 0, "int32")
+            p_segment = self.base((segment, ops.sum(present, axis=1)), training=training)
+            p_video = self.base((video, num_frames), training=training)
+            eps = 1e-6
+
+            def logit(p):
+                p = ops.clip(p, eps, 1.0 - eps)
+                return ops.log(p) - ops.log(1.0 - p)
+
+            mixed = self.segment_gain * logit(p_segment) + self.video_gain * logit(p_video) + self.context_bias
+            return ops.sigmoid(mixed)
+
+    return SegmentContextModel
+
+
+def wrap_segment_model(model, config):
+    """The model `ModelConfig.segments` asks for: the video model itself, or it with video context.
+
+    The base model is built (its weights created) first, so that its weight paths are the ones a
+    video-level train dir holds and `--init-from` copies them.
+    """
+    mode = config.segments
+    if mode not in SEGMENT_MODES:
+        raise Yt8mError(f"config.json: segments must be one of {', '.join(SEGMENT_MODES)}, got {mode!r}")
+    if mode == "segment":
+        return model
+    if config.video_level:
+        raise Yt8mError(f"{config.model} is a video-level model: it cannot see the video as context")
+    wrapped = _make_context_model_class()(model)
+    width = config.feature_spec.total_size
+    dummy = np.zeros((1, SEGMENT_FRAMES + 2, width), dtype=np.float32)
+    dummy[:, 0] = 1.0
+    wrapped((dummy, np.ones((1,), dtype=np.int32)), training=False)
+    return wrapped
+
+
+# ----------------------------------------------------------------------------- prediction
+
+
+@dataclass
+class SegmentBatch:
+    segment_ids: list[str]
+    predictions: np.ndarray  # float32 [B, C], averaged over the TTA shifts
+    labels: np.ndarray  # float32 [B, C] rated present
+    weights: np.ndarray  # float32 [B, C] rated (0/1)
+
+
+def segment_source(pattern, config, shifts: Sequence[int] = DEFAULT_TTA_SHIFTS) -> SegmentSource:
+    """A `SegmentSource` reading what `config`'s model takes (a video model counts as "segment")."""
+    return SegmentSource(
+        pattern,
+        config.feature_spec,
+        config.num_classes,
+        video_level=config.video_level,
+        mode=config.segments or "segment",
+        shifts=shifts,
+    )
+
+
+def predict_segment_batches(
+    pattern, model, config, batch_size: int = 256, shifts: Sequence[int] = DEFAULT_TTA_SHIFTS
+) -> Iterator[SegmentBatch]:
+    """Run `model` over every segment of the records, averaging the predictions over `shifts`."""
+    tf = _tf()
+    if batch_size < 1:
+        raise Yt8mError(f"batch size must be >= 1, got {batch_size}")
+    source = segment_source(pattern, config, shifts)
+
+    @tf.function(reduce_retracing=True)
+    def forward(frames, num_frames):
+        shape = tf.shape(frames)
+        flat = tf.reshape(frames, tf.concat([[-1], shape[2:]], axis=0))
+        scores = model((flat, tf.reshape(num_frames, [-1])), training=False)
+        return tf.reduce_mean(tf.reshape(scores, [shape[0], shape[1], -1]), axis=1)
+
+    for batch in source.iterate(batch_size, squeeze=False):
+        predictions = forward(tf.constant(batch[FRAMES]), tf.constant(batch[NUM_FRAMES])).numpy()
+        ids = [segment_id(v.decode("utf-8", errors="replace"), s) for v, s in zip(batch[VIDEO_ID], batch[SEGMENT_START])]
+        yield SegmentBatch(ids, predictions.astype(np.float32, copy=False), batch[LABELS], batch[LABEL_WEIGHTS])
+
+
+def evaluate_segments(
+    eval_pattern: str,
+    train_dir: str | os.PathLike,
+    batch_size: int = 256,
+    *,
+    class_ids: Iterable[int] | None = None,
+    shifts: Sequence[int] = DEFAULT_TTA_SHIFTS,
+    top_k: int = SEGMENT_TOP_K,
+    checkpoint: str | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> dict[str, Any]:
+    """Segment MAP@top_k of a train dir's model (video- or segment-trained) over rated segments.
+
+    Streams with `SegmentMapAccumulator`; only rated (segment, class) pairs of the `class_ids`
+    whitelist (all classes when None) count. Returns segment_map, num_segments, step, checkpoint.
+    """
+    from yt8m.classifier.training import load_trained_model, latest_checkpoint
+
+    model, config, step = load_trained_model(train_dir, checkpoint)
+    accumulator = SegmentMapAccumulator(config.num_classes, top_k=top_k, class_ids=class_ids)
+    done = 0
+    for batch in predict_segment_batches(eval_pattern, model, config, batch_size, shifts):
+        accumulator.accumulate(batch.predictions, batch.labels, batch.weights)
+        done += len(batch.segment_ids)
+        if progress is not None:
+            progress(done)
+    if done == 0:
+        raise Yt8mError(f"{eval_pattern}: no segments to evaluate")
+    return {
+        "segment_map": accumulator.get(),
+        "num_segments": done,
+        "tta_shifts": list(shifts),
+        "step": step,
+        "checkpoint": checkpoint or latest_checkpoint(train_dir),
+    }
+
+
+class SegmentRanking:
+    """Per class the best `max_pred` segments so far (score desc, earlier segments first on ties).
+
+    Memory: at most about 2 x max_pred (score, row) pairs per class; segment ids are kept once.
+    """
+
+    def __init__(self, class_ids: Sequence[int], max_pred: int = SEGMENT_TOP_K) -> None:
+        if max_pred < 1:
+            raise Yt8mError(f"--segment-max-pred must be >= 1, got {max_pred}")
+        self.class_ids = np.asarray(sorted(set(int(c) for c in class_ids)), dtype=np.int64)
+        self.max_pred = int(max_pred)
+        self.ids: list[str] = []
+        self._scores: list[list[np.ndarray]] = [[] for _ in self.class_ids]
+        self._rows: list[list[np.ndarray]] = [[] for _ in self.class_ids]
+        self._sizes = np.zeros(len(self.class_ids), dtype=np.int64)
+
+    def add(self, segment_ids: Sequence[str], predictions: np.ndarray) -> None:
+        offset = len(self.ids)
+        self.ids.extend(segment_ids)
+        rows = np.arange(offset, offset + len(segment_ids), dtype=np.int64)
+        sub = np.asarray(predictions, dtype=np.float32)[:, self.class_ids]
+        for j in range(len(self.class_ids)):
+            self._scores[j].append(sub[:, j].copy())
+            self._rows[j].append(rows)
+            self._sizes[j] += len(rows)
+            if self._sizes[j] > 2 * self.max_pred:
+                self._prune(j)
+
+    def _prune(self, j: int) -> None:
+        scores = np.concatenate(self._scores[j])
+        rows = np.concatenate(self._rows[j])
+        order = np.lexsort((rows, -scores))[: self.max_pred]
+        self._scores[j], self._rows[j] = [scores[order]], [rows[order]]
+        self._sizes[j] = order.size
+
+    def ranked(self) -> Iterator[tuple[int, list[str]]]:
+        """(class id, segment ids best first) for every whitelisted class."""
+        for j, class_id in enumerate(self.class_ids):
+            if self._scores[j]:
+                self._prune(j)
+                rows = self._rows[j][0]
+            else:
+                rows = np.zeros(0, dtype=np.int64)
+            yield int(class_id), [self.ids[r] for r in rows]
+
+
+def write_segment_csv(path: str | os.PathLike, ranking: SegmentRanking) -> Path:
+    """Write the Kaggle 2019 `Class,Segments` CSV (temp name + rename)."""
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.inprogress")
+    try:
+        with open(tmp, "w", encoding="utf-8", newline="") as handle:
+            handle.write(SEGMENT_CSV_HEADER + "\n")
+            for class_id, ids in ranking.ranked():
+                handle.write(f"{class_id},{' '.join(ids)}\n")
+        os.replace(tmp, out)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return out
+
+
+def read_segment_csv(path: str | os.PathLike) -> dict[int, list[str]]:
+    """Parse a `Class,Segments` CSV into {class id: [segment ids best first]}."""
+    ranking: dict[int, list[str]] = {}
+    try:
+        with open(path, encoding="utf-8") as handle:
+            header = handle.readline().strip()
+            if header != SEGMENT_CSV_HEADER:
+                raise Yt8mError(f"{path}: expected the header {SEGMENT_CSV_HEADER!r}, got {header!r}")
+            for number, line in enumerate(handle, start=2):
+                line = line.strip()
+                if not line:
+                    continue
+                class_text, sep, segments = line.partition(",")
+                try:
+                    class_id = int(class_text)
+                except ValueError:
+                    raise Yt8mError(f"{path}: line {number} does not start with a class id") from None
+                ids = segments.split()
+                if any(SEGMENT_ID_SEPARATOR not in s for s in ids):
+                    raise Yt8mError(f"{path}: line {number} has a segment id that is not 'video:start'")
+                ranking[class_id] = ids
+    except OSError as error:
+        raise Yt8mError(f"{path}: cannot read ({error.strerror or error})") from None
+    return ranking
+
+
+@dataclass
+class SegmentPredictResult:
+    num_segments: int
+    csv_path: Path
+    scores_path: Path | None
+    step: int
+
+
+def predict_segments(
+    input_pattern: str,
+    train_dir: str | os.PathLike,
+    out_path: str | os.PathLike,
+    *,
+    class_ids: Iterable[int] | None = None,
+    max_pred: int = SEGMENT_TOP_K,
+    shifts: Sequence[int] = DEFAULT_TTA_SHIFTS,
+    batch_size: int = 256,
+    checkpoint: str | None = None,
+    scores_path: str | os.PathLike | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> SegmentPredictResult:
+    """Write the `Class,Segments` submission CSV for every segment of the records.
+
+    Each whitelisted class (all classes when `class_ids` is None) lists at most `max_pred` segment
+    ids `vid:start`, best first. `scores_path` also saves every score (`video_ids` = segment ids,
+    `predictions`, `labels`, `weights`) as `.npz` for ensembling.
+    """
+    from yt8m.classifier.training import load_trained_model
+
+    model, config, step = load_trained_model(train_dir, checkpoint)
+    classes = list(range(config.num_classes)) if class_ids is None else list(class_ids)
+    ranking = SegmentRanking(classes, max_pred)
+    kept: list[SegmentBatch] = []
+    done = 0
+    for batch in predict_segment_batches(input_pattern, model, config, batch_size, shifts):
+        ranking.add(batch.segment_ids, batch.predictions)
+        if scores_path is not None:
+            kept.append(batch)
+        done += len(batch.segment_ids)
+        if progress is not None:
+            progress(done)
+    saved = None
+    if scores_path is not None:
+        saved = save_segment_scores(scores_path, kept, config.num_classes)
+    path = write_segment_csv(out_path, ranking)
+    return SegmentPredictResult(num_segments=done, csv_path=path, scores_path=saved, step=step)
+
+
+def save_segment_scores(path: str | os.PathLike, batches: Sequence[SegmentBatch], num_classes: int) -> Path:
+    """Save segment scores as `.npz` (temp name + rename): video_ids (segment ids), predictions, labels, weights."""
+    target = Path(path)
+    if target.suffix != ".npz":
+        target = target.with_name(target.name + ".npz")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.stem}.inprogress.npz")
+
+    def stack(name: str, dtype) -> np.ndarray:
+        parts = [getattr(b, name) for b in batches]
+        return np.concatenate(parts).astype(dtype) if parts else np.zeros((0, num_classes), dtype)
+
+    try:
+        np.savez_compressed(
+            tmp,
+            video_ids=np.asarray([i for b in batches for i in b.segment_ids], dtype=str),
+            predictions=stack("predictions", np.float32),
+            labels=stack("labels", bool),
+            weights=stack("weights", bool),
+        )
+        os.replace(tmp, target)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return target
+
+
+def rated_segments(pattern: str) -> dict[tuple[str, int], bool]:
+    """{(segment id, class): present} for every rated pair of labelled segment records."""
+    from yt8m.classifier.records import iterate_raw_records, list_record_files
+
+    rated: dict[tuple[str, int], bool] = {}
+    for path in list_record_files(pattern):
+        for index, data in enumerate(iterate_raw_records(path)):
+            video_id, starts, labels, scores = segment_context(data, f"{path}: record {index}")
+            for start, label, score in zip(starts, labels, scores):
+                key = (segment_id(video_id, start), int(label))
+                rated[key] = rated.get(key, False) or bool(score > 0)
+    return rated
+
+
+def segment_map_of_csv(
+    csv_path: str | os.PathLike,
+    eval_pattern: str,
+    *,
+    class_ids: Iterable[int] | None = None,
+    top_k: int = SEGMENT_TOP_K,
+) -> dict[str, Any]:
+    """Segment MAP@top_k of a submission CSV against labelled segment records.
+
+    The same definition as `metrics.segment_map`: per class keep the first top_k listed segments,
+    keep the rated ones, AP over the rated positives (denominator: all rated positives of the
+    class, listed or not); mean over the (whitelisted) classes with a rated positive.
+    """
+    ranking = read_segment_csv(csv_path)
+    rated = rated_segments(eval_pattern)
+    if not rated:
+        raise Yt8mError(f"{eval_pattern}: no rated segments to evaluate against")
+    allowed = None if class_ids is None else set(int(c) for c in class_ids)
+    positives: dict[int, int] = {}
+    for (_, label), present in rated.items():
+        if present and (allowed is None or label in allowed):
+            positives[label] = positives.get(label, 0) + 1
+    aps = []
+    for label, count in positives.items():
+        hits = seen = 0
+        total = 0.0
+        for sid in ranking.get(label, [])[:top_k]:
+            present = rated.get((sid, label))
+            if present is None:
+                continue
+            seen += 1
+            if present:
+                hits += 1
+                total += hits / seen
+        aps.append(total / count)
+    return {"segment_map": float(np.mean(aps)) if aps else 0.0, "num_classes": len(aps), "csv": str(csv_path)}
