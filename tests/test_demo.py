@@ -52,8 +52,10 @@ def test_classify_fresh_clips_with_the_fine_tuned_model(demo, tmp_path, capsys):
     clips = make_labelled_video_set(tmp_path / "fresh", DEMO_CLASSES, 1, 6.0, seed=1234)
     tuned = demo["out"] / "train" / "tuned"
     report = tmp_path / "fresh.html"
+    # no --weights: the train dir remembers that its records were made with random weights
+    assert json.loads((tuned / "config.json").read_text())["feature_weights"] == "random"
     code = main(
-        ["classify", *[str(path) for path, _ in clips], "--model", str(tuned), "--weights", "random", "--format", "json",
+        ["classify", *[str(path) for path, _ in clips], "--model", str(tuned), "--format", "json",
          "--report", str(report), "--segments"]
     )
     captured = capsys.readouterr()

@@ -85,8 +85,10 @@ def classify(
     segments: bool = typer.Option(False, "--segments", help="Also label every 5-second window."),
     output_format: str = typer.Option("table", "--format", help="table, json or csv."),
     report: Optional[Path] = typer.Option(None, "--report", help="Also write a self-contained HTML report here."),
-    weights: str = typer.Option(
-        "yt8m", "--weights", help="Feature networks: yt8m (official), keras, hub:HANDLE or random."
+    weights: Optional[str] = typer.Option(
+        None, "--weights",
+        help="Feature networks: yt8m (official), keras, hub:HANDLE or random "
+        "(default: those the model's training records were made with, else yt8m).",
     ),
     models_dir: Optional[Path] = typer.Option(None, "--models-dir", help="Folder with the official files (default: the cache)."),
 ) -> None:
@@ -99,6 +101,8 @@ def classify(
     found = collect_videos([str(v) for v in videos])
     predictor = _load_model(model, models_dir)
     check_model_features(predictor)
+    if weights is None:
+        weights = predictor.feature_weights or "yt8m"
     status = error_console.status("classifying", spinner="dots") if error_console.is_terminal else None
     if status is not None:
         status.start()

@@ -182,6 +182,9 @@ class ModelConfig:
     video_level: bool = False
     training: TrainingSettings = field(default_factory=TrainingSettings)
     segments: str | None = None  # None (videos), "segment" or "context" (see yt8m.classifier.segments)
+    # The feature networks' weights the training records were made with (their `yt8m_weights`
+    # field, e.g. "random"); None for records without it, such as the YT8M data itself.
+    feature_weights: str | None = None
 
     @classmethod
     def create(
@@ -259,6 +262,7 @@ class ModelConfig:
             "hparams": _normalise(self.hparams),
             "training": asdict(self.training),
             **({"segments": self.segments} if self.segments else {}),
+            **({"feature_weights": self.feature_weights} if self.feature_weights else {}),
         }
 
     @classmethod
@@ -274,6 +278,7 @@ class ModelConfig:
                 video_level=bool(data.get("video_level", False)),
                 training=TrainingSettings(**training),
                 segments=data.get("segments") or None,
+                feature_weights=data.get("feature_weights") or None,
             )
         except (KeyError, TypeError, ValueError) as error:
             raise Yt8mError(f"{source}: not a yt8m model config ({type(error).__name__}: {error})") from None

@@ -67,6 +67,7 @@ class Predictor:
     step: int | None = None
     model_name: str = ""
     custom_labels: bool = False  # classes from the model's own label map, not YT8M's vocabulary
+    feature_weights: str | None = None  # the feature networks' weights its training records were made with
     _run: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = field(default=None, repr=False)
     _feeds_raw_frames: bool = field(default=True, repr=False)
 
@@ -243,6 +244,7 @@ def _load_train_dir(path: Path) -> Predictor:
         step=step,
         model_name=config.model,
         custom_labels=label_map is not None,
+        feature_weights=config.feature_weights,
         _run=run,
         _feeds_raw_frames=False,
     )
@@ -281,6 +283,7 @@ def _load_saved_model(path: Path) -> Predictor:
     metadata_path = path / ASSETS_DIR / METADATA_FILENAME
     step = None
     model_name = "SavedModel"
+    feature_weights = None
     if metadata_path.is_file():
         from yt8m.classifier.config import ModelConfig
         from yt8m.classifier.export import read_export_metadata
@@ -288,6 +291,7 @@ def _load_saved_model(path: Path) -> Predictor:
         metadata = read_export_metadata(path)
         config = ModelConfig.from_dict(metadata["config"], source=str(metadata_path))
         spec, num_classes, step, model_name, kind = config.feature_spec, config.num_classes, metadata.get("step"), config.model, KIND_EXPORT
+        feature_weights = config.feature_weights
     else:
         width = frames_spec.shape[-1] if frames_spec.shape.rank else None
         spec = FeatureSpec()
@@ -332,6 +336,7 @@ def _load_saved_model(path: Path) -> Predictor:
         step=step,
         model_name=f"{model_name} ({signature_name})",
         custom_labels=custom,
+        feature_weights=feature_weights,
         _run=run,
         _feeds_raw_frames=True,
     )

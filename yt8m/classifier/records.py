@@ -218,14 +218,27 @@ def parse_record(
         features.segment_end_times = [int(v) for v in segment["segment_end_times"]]
         features.segment_labels = [int(v) for v in segment["segment_labels"]]
         features.segment_scores = [float(v) for v in segment["segment_scores"]]
+    features.extras.update(_extras_of(context))
+    return features
+
+
+def _extras_of(context) -> dict[str, Any]:
+    extras: dict[str, Any] = {}
     for key, feature in context.items():
         if key.startswith(EXTRA_PREFIX):
             values = _feature_values(feature)
             value = values[0] if len(values) == 1 else values
-            features.extras[key[len(EXTRA_PREFIX):]] = (
-                value.decode("utf-8", errors="replace") if isinstance(value, bytes) else value
-            )
-    return features
+            extras[key[len(EXTRA_PREFIX):]] = value.decode("utf-8", errors="replace") if isinstance(value, bytes) else value
+    return extras
+
+
+def record_extras(data: bytes) -> dict[str, Any]:
+    """yt8m's own context fields of one serialized record, without parsing its frames."""
+    tf = _tf()
+    try:
+        return _extras_of(tf.train.SequenceExample.FromString(data).context.feature)
+    except Exception:  # not a record: the readers report it with its file and index
+        return {}
 
 
 def list_record_files(pattern: str | os.PathLike) -> list[str]:

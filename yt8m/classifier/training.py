@@ -24,7 +24,7 @@ import re
 import shutil
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -566,6 +566,18 @@ def make_optimizer(settings):
 # ----------------------------------------------------------------------------- the loop
 
 
+def record_feature_weights(data: str | Sequence[str]) -> str | None:
+    """The `yt8m_weights` field of the first record of `data` (how its features were made), if any."""
+    from yt8m.classifier.records import iterate_raw_records, list_record_files, record_extras
+
+    pattern = data if isinstance(data, str) else ",".join(str(part) for part in data)
+    for path in list_record_files(pattern):
+        for raw in iterate_raw_records(path):
+            weights = record_extras(raw).get("weights")
+            return str(weights) if weights else None
+    return None
+
+
 def train(
     train_data: str | Sequence[str],
     train_dir: str | os.PathLike,
@@ -605,6 +617,8 @@ def train(
     else:
         source = RecordSource(train_data, config.feature_spec, config.num_classes, video_level=config.video_level)
     _check_train_dir(train_dir, config, start_new_model)
+    if config.feature_weights is None:
+        config = replace(config, feature_weights=record_feature_weights(train_data))
     label_names, label_source = _resolve_label_names(train_data, train_dir, config, init_from, label_map)
     if init_from is not None and Path(init_from).resolve() == train_dir.resolve():
         raise Yt8mError(f"{init_from}: --init-from must be another train dir than --train-dir")
