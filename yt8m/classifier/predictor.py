@@ -149,25 +149,9 @@ def dequantized_frames(videos: Sequence[VideoFeatures], spec: FeatureSpec) -> tu
     What the starter / MediaPipe `rgb_and_audio` signature and yt8m exports take: the model
     graph does the per-frame L2 normalisation itself.
     """
-    from yt8m.classifier.readers import _feature_array, dequantize_table, frame_level_key
+    from yt8m.classifier.readers import features_to_model_inputs
 
-    table = dequantize_table(spec)
-    frames = np.zeros((len(videos), spec.max_frames, spec.total_size), dtype=np.float32)
-    counts = np.zeros((len(videos),), dtype=np.int32)
-    for row, video in enumerate(videos):
-        parts = []
-        for name, size in zip(spec.names, spec.sizes):
-            quantized = _feature_array(video, name)
-            if quantized.ndim != 2 or quantized.shape[1] != size:
-                raise Yt8mError(
-                    f"video {video.video_id!r}: feature '{frame_level_key(name)}' has shape {quantized.shape}, "
-                    f"expected [frames, {size}]"
-                )
-            parts.append(table[quantized[: spec.max_frames]])
-        joined = np.concatenate(parts, axis=1)
-        frames[row, : joined.shape[0]] = joined
-        counts[row] = joined.shape[0]
-    return frames, counts
+    return features_to_model_inputs(videos, spec, normalize=False)
 
 
 # ----------------------------------------------------------------------------- loading

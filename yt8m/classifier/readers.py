@@ -398,12 +398,13 @@ def _feature_array(video: VideoFeatures, name: str) -> np.ndarray:
 
 
 def features_to_model_inputs(
-    videos: Sequence[VideoFeatures], spec: FeatureSpec, video_level: bool = False
+    videos: Sequence[VideoFeatures], spec: FeatureSpec, video_level: bool = False, normalize: bool = True
 ) -> tuple[np.ndarray, np.ndarray]:
     """In-memory `VideoFeatures` -> the model inputs the readers produce, with the same constants.
 
     Frame-level: (frames float32 [N, max_frames, D], num_frames int32 [N]). Video-level:
     (features float32 [N, D], num_frames int32 [N]) from `mean_*` or the mean of the frames.
+    `normalize=False` leaves out the per-frame L2 normalisation, for graphs that do it themselves.
     """
     table = dequantize_table(spec)
     inputs, counts = [], []
@@ -437,8 +438,9 @@ def features_to_model_inputs(
         frames = np.concatenate(parts, axis=1)
         padded = np.zeros((spec.max_frames, spec.total_size), dtype=np.float32)
         padded[: frames.shape[0]] = frames
-        norms = np.sqrt(np.maximum(np.sum(padded * padded, axis=1, keepdims=True), L2_EPSILON))
-        inputs.append(padded / norms)
+        if normalize:
+            padded /= np.sqrt(np.maximum(np.sum(padded * padded, axis=1, keepdims=True), L2_EPSILON))
+        inputs.append(padded)
         counts.append(frames.shape[0])
     width = spec.total_size
     shape = (0, width) if video_level else (0, spec.max_frames, width)

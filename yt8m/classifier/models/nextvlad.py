@@ -105,7 +105,7 @@ class NeXtVLADPool(keras.layers.Layer):
         self.vlad_bn.build((None, self.group_size * self.cluster_size))
 
     def call(self, x, mask, training=False):
-        g, k, f = self.groups, self.cluster_size, self.group_size
+        k, f = self.cluster_size, self.group_size
         x = self.expand(x)  # [B, T, lambda D]
         attention = ops.sigmoid(self.attention(x)) * ops.expand_dims(mask, -1)  # [B, T, G]
         attention = ops.reshape(attention, (ops.shape(x)[0], -1, 1))  # [B, T*G, 1]
