@@ -26,6 +26,15 @@ EVAL_LABELS = {
     "num_examples": "videos",
 }
 
+# Options shared by `eval` and `predict` for the segment task.
+SEGMENT_CLASSES_OPTION = typer.Option(
+    None, "--segment-classes",
+    help="Rated-class whitelist (default: the cached official segment_label_ids.csv; custom datasets: all classes).",
+)
+TTA_SHIFTS_OPTION = typer.Option(
+    None, "--tta-shifts", help="Average segment predictions over these frame shifts, e.g. -2,-1,0,1."
+)
+
 
 def _feature_spec(names: Optional[str], sizes: Optional[str], max_frames: Optional[int]):
     """The FeatureSpec the options ask for, or None when none of them was given (keep the saved one)."""
@@ -245,12 +254,8 @@ def evaluate(
     segment_labels: bool = typer.Option(
         False, "--segment-labels", help="Segment MAP@100000 over the rated segments (2019 task) instead."
     ),
-    segment_classes: Optional[Path] = typer.Option(
-        None, "--segment-classes", help="Rated-class whitelist (default: the cached official segment_label_ids.csv; custom datasets: all classes)."
-    ),
-    tta_shifts: Optional[str] = typer.Option(
-        None, "--tta-shifts", help="Average segment predictions over these frame shifts, e.g. -2,-1,0,1."
-    ),
+    segment_classes: Optional[Path] = SEGMENT_CLASSES_OPTION,
+    tta_shifts: Optional[str] = TTA_SHIFTS_OPTION,
     segment_top_k: int = typer.Option(100_000, "--segment-top-k", min=1, help="Segments per class that count (MAP@K)."),
     predictions: Optional[Path] = typer.Option(
         None, "--predictions", help="With --segment-labels: score this Class,Segments CSV instead of a model."
@@ -332,13 +337,9 @@ def predict(
     segment_labels: bool = typer.Option(
         False, "--segment-labels", help="Write the 2019 Class,Segments CSV (segment ids vid:start) instead."
     ),
-    segment_classes: Optional[Path] = typer.Option(
-        None, "--segment-classes", help="Rated-class whitelist (default: the cached official segment_label_ids.csv; custom datasets: all classes)."
-    ),
+    segment_classes: Optional[Path] = SEGMENT_CLASSES_OPTION,
     segment_max_pred: int = typer.Option(100_000, "--segment-max-pred", min=1, help="Segments listed per class."),
-    tta_shifts: Optional[str] = typer.Option(
-        None, "--tta-shifts", help="Average segment predictions over these frame shifts, e.g. -2,-1,0,1."
-    ),
+    tta_shifts: Optional[str] = TTA_SHIFTS_OPTION,
 ) -> None:
     """Write the Kaggle predictions CSV (top 20 label/score pairs per video) for TFRecords."""
     from yt8m.classifier.evaluation import predict as run_prediction
