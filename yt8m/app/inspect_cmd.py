@@ -21,22 +21,11 @@ def inspect(
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
     """Summarise YT8M records: record count, frames per video, label frequency, segment labels."""
-    from yt8m.classifier.inspection import RecordSummary, summarize_records
+    from yt8m.classifier.inspection import summarize_records
     from yt8m.classifier.vocabulary import try_load_vocabulary
 
     vocab = try_load_vocabulary(vocabulary)
-    summary = RecordSummary()
-    for pattern in records:
-        part = summarize_records(pattern)
-        summary.files += part.files
-        for name in ("videos", "frame_level", "video_level", "videos_without_labels",
-                     "videos_with_segments", "segment_count", "segment_positive",
-                     "random_weight_videos", "not_yt8m_compatible", "audio_missing"):
-            setattr(summary, name, getattr(summary, name) + getattr(part, name))
-        summary.frames += part.frames
-        summary.label_counts.update(part.label_counts)
-        summary.segment_label_counts.update(part.segment_label_counts)
-        summary.errors += part.errors
+    summary = summarize_records(records)
     names = vocab.name if vocab else None
     if as_json:
         typer.echo(json.dumps(summary.to_dict(names, top), indent=2))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -73,13 +73,15 @@ class RecordSummary:
         }
 
 
-def summarize_records(pattern: str | os.PathLike) -> RecordSummary:
-    """Read every record matching `pattern` and count videos, frames, labels and segments.
+def summarize_records(patterns: str | os.PathLike | Sequence[str | os.PathLike]) -> RecordSummary:
+    """Read every record matching `patterns` and count videos, frames, labels and segments.
 
     A bad file (corrupt, truncated, malformed record) adds one line to `errors` and the other
     files are still summarised; a pattern that matches nothing raises `Yt8mError`.
     """
-    summary = RecordSummary(files=list_record_files(pattern))
+    if isinstance(patterns, (str, os.PathLike)):
+        patterns = [patterns]
+    summary = RecordSummary(files=[path for pattern in patterns for path in list_record_files(pattern)])
     for path in summary.files:
         try:
             for index, data in enumerate(iterate_raw_records(path)):
