@@ -15,7 +15,18 @@ then the ratio (b) / (c). `--bf16` adds the full path in bfloat16 and how many q
 agree with float32 within one step. `--memory` measures the peak RSS of extracting a short and a
 long video (each in its own process, `--max-frames 0`).
 
+`--whole` measures what a user waits for, as whole processes (runs alternated, the best of
+`--repeats` counts): `yt8m extract CLIP --weights random` of a 60 s clip (rgb + audio) against the
+official method re-enacted as a whole process (import, load, every frame read, batch-1 Inception,
+rgb only); the start-up from process start to the first frame entering a network, by stage, for
+`--weights random` (cold: empty cache dir, and warm) and for the official formats (a full-size
+2015-format Inception graph and VGGish checkpoint written by `yt8m.extractor.synthetic_models`); and the
+peak RSS of extracting a 7680x4320 clip and a 320x240 clip (the process's peak, model loading
+included, and the highest RSS while extracting; `--frame-sizes` runs only this part).
+
     .venv/bin/python bench/extract.py --seconds 60 --videos 2 --batch-size 32 --bf16 --memory
+    .venv/bin/python bench/extract.py --whole --skip-speed
+    .venv/bin/python bench/extract.py --frame-sizes --skip-speed
 """
 
 from __future__ import annotations
@@ -80,7 +91,7 @@ def best_stage_rates(models, videos: list[Path], batch_size: int, max_frames: in
 
 def stage_rates(models, videos: list[Path], batch_size: int, max_frames: int) -> tuple[dict[str, float], int]:
     """Frames/s of each stage alone on the given videos; returns (rates, frames)."""
-    from yt8m.classifier.records import ShardWriter
+    from yt8m.data.shards import ShardWriter
     from yt8m.core import VideoFeatures
     from yt8m.pca.quantization import quantize
 
@@ -118,7 +129,7 @@ def stage_rates(models, videos: list[Path], batch_size: int, max_frames: int) ->
     audio_rows = np.concatenate(sound)[: len(rgb_rows)]
     with tempfile.TemporaryDirectory() as scratch:
         started = time.perf_counter()
-        with ShardWriter(Path(scratch) / "stage.tfrecord") as writer:
+        with ShardWriter(Path(scratch) / "stage.tfrecord", overwrite=True) as writer:
             per_video = max(1, len(rgb_rows) // len(videos))
             for index, start in enumerate(range(0, len(rgb_rows), per_video)):
                 writer.write(VideoFeatures(
@@ -131,14 +142,14 @@ def stage_rates(models, videos: list[Path], batch_size: int, max_frames: int) ->
 
 def full_path(models, videos: list[Path], batch_size: int, workers: int, max_frames: int, out: Path):
     """The extract command's path: FeatureExtractor + ShardWriter. Returns (frames/s, frames, results)."""
-    from yt8m.classifier.records import ShardWriter
+    from yt8m.data.shards import ShardWriter
     from yt8m.extractor.pipeline import FeatureExtractor, VideoInput
 
     extractor = FeatureExtractor(models, batch_size=batch_size, workers=workers, max_frames=max_frames)
     items = [VideoInput(path, path.stem) for path in videos]
     results = {}
     started = time.perf_counter()
-    with ShardWriter(out) as writer:
+    with ShardWriter(out, overwrite=True) as writer:
         for result in extractor.extract(items):
             if not result.ok:
                 raise SystemExit(result.error)
@@ -149,17 +160,26 @@ def full_path(models, videos: list[Path], batch_size: int, workers: int, max_fra
     return _rate(frames, seconds), frames, results, extractor.stats
 
 
+def _batch_of_one(network, frame: np.ndarray) -> np.ndarray:
+    """The network on ONE frame, as the old extractor ran it (`Backbone.__call__` pads a lone
+    frame to a batch of two for batch-independent floats, which would double this method's cost)."""
+    from yt8m._tf import import_tensorflow_quietly
+
+    tf = import_tensorflow_quietly()
+    return np.asarray(network.network(tf.convert_to_tensor(network.prepare(frame)[None])))
+
+
 def official_method(models, videos: list[Path], max_frames: int, out: Path) -> tuple[float, int]:
     """Re-enacts the old extractor: read() every frame, its frame rule, batch-1 Inception, no audio."""
     import cv2
 
-    from yt8m.classifier.records import ShardWriter
+    from yt8m.data.shards import ShardWriter
     from yt8m.core import VideoFeatures
     from yt8m.pca.quantization import NEUTRAL_BYTE
 
     frames = 0
     started = time.perf_counter()
-    with ShardWriter(out) as writer:
+    with ShardWriter(out, overwrite=True) as writer:
         for path in videos:
             capture = cv2.VideoCapture(str(path))
             rule = video_lib._LegacyRule(1.0)
@@ -171,7 +191,7 @@ def official_method(models, videos: list[Path], max_frames: int, out: Path) -> t
                 if not rule.takes(capture.get(cv2.CAP_PROP_POS_MSEC) / 1000.0):
                     continue
                 rgb = bgr[:, :, ::-1]
-                features = models.inception(np.ascontiguousarray(rgb)[None])
+                features = _batch_of_one(models.inception, np.ascontiguousarray(rgb))
                 rows.append(models.rgb_pca.apply_and_quantize(features)[0])
             capture.release()
             rgb_rows = np.stack(rows)
@@ -247,6 +267,121 @@ def memory_runs(folder: Path, minutes: list[float], batch_size: int) -> list[dic
     return results
 
 
+# --------------------------------------------------------------------------- whole processes
+
+# Runs the extract job as `yt8m extract` does, in a fresh interpreter; prints start-up figures.
+_STARTUP_CHILD = """
+import json, resource, sys, time
+spawned = float(sys.argv[1])
+entered = time.time()
+from yt8m.extractor.job import extract
+imported = time.time()
+summary = extract([sys.argv[2]], sys.argv[3], overwrite=True, **json.loads(sys.argv[4]))
+print(json.dumps({"python start": entered - spawned, "imports": imported - entered,
+                  "first input": summary.first_input_time - spawned, "total": time.time() - spawned,
+                  "timings": summary.timings, "frames": summary.frames,
+                  "peak_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))
+"""
+
+# The official method as a whole process: import, load the network, read every frame, batch-1 Inception.
+_OFFICIAL_CHILD = """
+import json, sys, time
+spawned = float(sys.argv[5])
+from pathlib import Path
+sys.path.insert(0, sys.argv[3])
+import extract as bench
+models = bench._load_rgb_only(sys.argv[4])
+loaded = time.time()
+bench.official_method(models, [Path(sys.argv[1])], 0, Path(sys.argv[2]))
+print(json.dumps({"start-up": loaded - spawned, "total": time.time() - spawned}))
+"""
+
+
+def _load_rgb_only(weights: str = "random"):
+    """What the old extractor loaded: the frame network and its PCA (no VGGish)."""
+    from yt8m._tf import import_tensorflow_quietly
+    from yt8m.extractor.backbones import load_feature_models
+
+    import_tensorflow_quietly()
+    return load_feature_models(weights=weights, audio=False)
+
+
+def _timed_process(command: list[str], env: dict[str, str]) -> tuple[float, str]:
+    started = time.perf_counter()
+    done = subprocess.run(command, capture_output=True, text=True, env=env)
+    if done.returncode != 0:
+        raise SystemExit(f"{' '.join(command[:4])}... failed:\n{done.stderr[-2000:]}")
+    return time.perf_counter() - started, done.stdout
+
+
+def startup_run(clip: Path, out: Path, env: dict[str, str], **options) -> dict:
+    """One fresh process running the extract job on `clip`; its start-up figures."""
+    command = [sys.executable, "-c", _STARTUP_CHILD, repr(time.time()), str(clip), str(out), json.dumps(options)]
+    _, stdout = _timed_process(command, env)
+    return json.loads(stdout.strip().splitlines()[-1])
+
+
+def print_startup(title: str, run: dict) -> None:
+    print(f"    {title}: first frame into the network {run['first input']:.1f} s after process start "
+          f"(whole run {run['total']:.1f} s)", flush=True)
+    print(f"        python start {run['python start']:.2f} s, yt8m imports {run['imports']:.2f} s")
+    for stage, seconds in run["timings"].items():
+        print(f"        {stage:<32} {seconds:6.2f} s")
+
+
+def whole_process(folder: Path, seconds: float, repeats: int) -> None:
+    """`yt8m extract` vs the official method re-enacted, start-up by stage, and peak RSS by frame size."""
+    from yt8m.extractor.synthetic_models import write_official_models
+
+    env = dict(os.environ, YT8M_HOME=str(folder / "cache"), TF_CPP_MIN_LOG_LEVEL="3")
+    clip = write_test_video(folder / "minute.mp4", seconds, fps=25, size=(320, 240), motion="circle",
+                            audio="sine", noise=3.0)
+    yt8m = [sys.executable, "-c", "import sys; from yt8m.app.cli import entry; sys.argv[0] = 'yt8m'; entry()"]
+    print(f"\n(w) whole processes, {seconds:g} s clip 320x240 at 25 fps, YT8M_HOME={env['YT8M_HOME']}")
+    print("\n    start-up, --weights random:", flush=True)
+    print_startup("cold (empty cache dir)", startup_run(clip, folder / "cold.tfrecord", env, weights="random"))
+    print_startup("warm", startup_run(clip, folder / "warm.tfrecord", env, weights="random"))
+    ours, official, pairs = [], [], []
+    for _ in range(repeats):  # alternated, so that a busy moment hits both
+        ours.append(_timed_process(yt8m + ["extract", str(clip), "-o", str(folder / "cli.tfrecord"), "--weights",
+                                           "random", "--overwrite"], env)[0])
+        seconds, stdout = _timed_process([sys.executable, "-c", _OFFICIAL_CHILD, str(clip), str(folder / "old.tfrecord"),
+                                          str(Path(__file__).parent), "random", repr(time.time())], env)
+        official.append(seconds)
+        split = json.loads(stdout.strip().splitlines()[-1])
+        pairs.append(f"{ours[-1]:.1f} vs {seconds:.1f} s (official start-up {split['start-up']:.1f} s)")
+    print(f"    alternated runs, yt8m extract vs official: {'; '.join(pairs)}")
+    print(f"    yt8m extract (rgb + audio): best {min(ours):.1f} s; official method re-enacted (rgb only): "
+          f"best {min(official):.1f} s")
+    print(f"    whole-process ratio (official / ours): {min(official) / min(ours):.2f}x", flush=True)
+    models_dir = folder / "official_models"
+    write_official_models(models_dir)
+    print("\n    start-up, official formats (full-size 2015 graph + VGGish TF1 checkpoint, test-made):")
+    for title in ("--weights yt8m, first run (unpacks and prepares)", "--weights yt8m, warm"):
+        print_startup(title, startup_run(clip, folder / "official.tfrecord", env, weights="yt8m",
+                                         models_dir=str(models_dir)))
+
+    size_peaks(folder, env)
+
+
+def size_peaks(folder: Path, env: dict[str, str], seconds: float = 1.0) -> None:
+    """Peak RSS of extracting a 320x240 and a 7680x4320 clip, each in its own process."""
+    print(f"\n    peak RSS by frame size ({seconds:g} s clips at 5 fps, --max-frames 0, one process each, random weights):")
+    peaks = {}
+    for width, height in ((320, 240), (7680, 4320)):
+        big = write_test_video(folder / f"size_{width}x{height}.mp4", seconds, fps=5, size=(width, height), audio="sine")
+        _, stdout = _timed_process([sys.executable, __file__, "--memory-child", str(big)], env)
+        run = json.loads(stdout.strip().splitlines()[-1])
+        peaks[(width, height)] = run
+        print(f"        {width}x{height}: process peak {run['peak_kib'] / KIB:.0f} MiB (model loading "
+              f"{run['load_peak_kib'] / KIB:.0f} MiB); while extracting at most {run['extract_peak_kib'] / KIB:.0f} MiB, "
+              f"{(run['extract_peak_kib'] - run['after_load_kib']) / KIB:+.0f} MiB over the RSS after loading "
+              f"({run['frames']} frames)")
+    small, large = peaks[(320, 240)], peaks[(7680, 4320)]
+    print(f"        ratio 7680x4320 / 320x240: process peak {large['peak_kib'] / small['peak_kib']:.2f}, "
+          f"extraction peak {large['extract_peak_kib'] / small['extract_peak_kib']:.2f}", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=60.0, help="length of each generated video")
@@ -259,7 +394,10 @@ def main() -> None:
     parser.add_argument("--bf16", action="store_true", help="also run bfloat16 and compare bytes")
     parser.add_argument("--memory", action="store_true", help="peak RSS of short vs long videos")
     parser.add_argument("--memory-minutes", default="1,30", help="video lengths for --memory")
-    parser.add_argument("--skip-speed", action="store_true", help="only the --memory part")
+    parser.add_argument("--skip-speed", action="store_true", help="only the --memory / --whole parts")
+    parser.add_argument("--whole", action="store_true", help="whole processes: yt8m extract vs the official method")
+    parser.add_argument("--frame-sizes", action="store_true",
+                        help="only the peak RSS of a 320x240 vs a 7680x4320 clip (part of --whole)")
     parser.add_argument("--repeats", type=int, default=2, help="runs per measurement; the best counts")
     parser.add_argument("--memory-child", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -314,6 +452,10 @@ def main() -> None:
                       f"{bf16_rate / full_rate:.2f}x float32")
                 print(f"    bytes within one quantization step of float32: rgb {agree['rgb']:.2%}, "
                       f"audio {agree['audio']:.2%}")
+        if args.whole:
+            whole_process(folder, args.seconds, args.repeats)
+        elif args.frame_sizes:
+            size_peaks(folder, dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
         if args.memory:
             minutes = [float(m) for m in args.memory_minutes.split(",")]
             runs = memory_runs(folder, minutes, args.batch_size)

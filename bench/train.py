@@ -63,6 +63,7 @@ def input_pipeline_rate(frames: int, videos: int, batch_size: int, num_classes: 
 def model_rate(name: str, steps: int, frames: int, batch_size: int | None, num_classes: int) -> dict:
     """Examples/s of the train step of `name` at its published (or the given) batch size."""
     tf = import_tensorflow_quietly()
+    from yt8m.classifier.bundle import build_model
     from yt8m.classifier.config import ModelConfig
     from yt8m.classifier.training import make_optimizer, make_strategy, make_train_step
     from yt8m.core import FeatureSpec
@@ -74,7 +75,7 @@ def model_rate(name: str, steps: int, frames: int, batch_size: int | None, num_c
     batch = config.training.batch_size
     strategy = make_strategy()
     with strategy.scope():
-        model = config.build()
+        model = build_model(config)
         optimizer = make_optimizer(config.training)
         optimizer.build(model.trainable_variables)
     step = make_train_step(model, optimizer, strategy, config.training)

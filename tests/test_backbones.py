@@ -10,10 +10,6 @@ from tf.nn ops, the PCA formulas of the starter code and MediaPipe.
 
 from __future__ import annotations
 
-import io
-import tarfile
-from pathlib import Path
-
 import numpy as np
 import pytest
 
@@ -21,151 +17,19 @@ tf = pytest.importorskip("tensorflow")
 
 from yt8m.core import Yt8mError  # noqa: E402
 from yt8m.extractor import backbones  # noqa: E402
+from yt8m.extractor.backbones import keras_inception as keras_inception_lib  # noqa: E402
+from yt8m.extractor.backbones import keras_tools  # noqa: E402
+from yt8m.extractor.synthetic_models import (  # noqa: E402
+    FEATURE_DIM,
+    GraphBuilder,
+    keras_inception_as_2015_graph,
+    npy_bytes,
+    tgz,
+    tiny_inception_graph,
+    vggish_values,
+    write_v1_checkpoint,
+)
 from yt8m.pca import save_matrix_data  # noqa: E402
-
-GRAPH_2015_PRODUCER = 5  # the 2015 file predates GraphDef version 9 (BatchNormWithGlobalNormalization)
-FEATURE_DIM = 2048
-
-
-# ------------------------------------------------------------------------------------ artifacts
-
-
-class GraphBuilder:
-    """Write GraphDef nodes by hand, as the 2015 graph has them (old ops cannot be built in TF2)."""
-
-    def __init__(self, seed: int) -> None:
-        self.graph = tf.compat.v1.GraphDef()
-        self.graph.versions.producer = GRAPH_2015_PRODUCER
-        self.rng = np.random.default_rng(seed)
-
-    def node(self, name, op, inputs=(), **attrs):
-        node = self.graph.node.add()
-        node.name, node.op = name, op
-        node.input.extend(inputs)
-        for key, value in attrs.items():
-            attr = node.attr[key]
-            if isinstance(value, tf.dtypes.DType):
-                attr.type = value.as_datatype_enum
-            elif isinstance(value, bool):
-                attr.b = value
-            elif isinstance(value, int):
-                attr.i = value
-            elif isinstance(value, float):
-                attr.f = value
-            elif isinstance(value, bytes):
-                attr.s = value
-            else:
-                attr.list.i.extend(value)
-        return name
-
-    def const(self, name, array):
-        array = np.asarray(array)
-        node = self.graph.node.add()
-        node.name, node.op = name, "Const"
-        node.attr["dtype"].type = tf.as_dtype(array.dtype).as_datatype_enum
-        node.attr["value"].tensor.CopyFrom(tf.make_tensor_proto(array))
-        return name
-
-    def preprocessing(self):
-        """DecodeJpeg:0 -> Cast -> ExpandDims -> ResizeBilinear(299) -> Sub 128 -> Mul 1/128."""
-        self.node("DecodeJpeg/contents", "Placeholder", dtype=tf.string)
-        self.node("DecodeJpeg", "DecodeJpeg", ["DecodeJpeg/contents"], channels=3, ratio=1)
-        self.node("Cast", "Cast", ["DecodeJpeg"], SrcT=tf.uint8, DstT=tf.float32)
-        self.const("ExpandDims/dim", np.int32(0))
-        self.node("ExpandDims", "ExpandDims", ["Cast", "ExpandDims/dim"], T=tf.float32, Tdim=tf.int32)
-        self.const("ResizeBilinear/size", np.array([299, 299], np.int32))
-        self.node("ResizeBilinear", "ResizeBilinear", ["ExpandDims", "ResizeBilinear/size"], T=tf.float32, align_corners=False)
-        self.const("Sub/y", np.float32(128.0))
-        self.node("Sub", "Sub", ["ResizeBilinear", "Sub/y"], T=tf.float32)
-        self.const("Mul/y", np.float32(1.0 / 128.0))
-        return self.node("Mul", "Mul", ["Sub", "Mul/y"], T=tf.float32)
-
-    def batch_norm(self, name, source, mean, variance, beta, gamma=None, epsilon=0.001):
-        scale_after = gamma is not None
-        gamma = np.ones_like(beta) if gamma is None else gamma
-        for suffix, value in (("moving_mean", mean), ("moving_variance", variance), ("beta", beta), ("gamma", gamma)):
-            self.const(f"{name}/{suffix}", np.asarray(value, np.float32))
-        inputs = [source] + [f"{name}/{s}" for s in ("moving_mean", "moving_variance", "beta", "gamma")]
-        return self.node(name, "BatchNormWithGlobalNormalization", inputs, T=tf.float32,
-                         variance_epsilon=float(epsilon), scale_after_normalization=scale_after)
-
-    def random_batch_norm(self, name, source, channels, scale_after=True):
-        r = self.rng
-        return self.batch_norm(name, source, r.normal(0, 0.2, channels), r.uniform(0.5, 2.0, channels),
-                               r.normal(0, 0.1, channels), r.uniform(0.5, 1.5, channels) if scale_after else None)
-
-    def conv(self, name, source, kernel, stride, padding):
-        self.const(f"{name}/conv2d_params", np.asarray(kernel, np.float32))
-        return self.node(f"{name}/Conv2D", "Conv2D", [source, f"{name}/conv2d_params"], T=tf.float32,
-                         strides=[1, stride, stride, 1], padding=padding)
-
-    def conv_bn_relu(self, name, source, in_channels, out_channels, size, stride, padding, scale_after=True):
-        kernel = self.rng.standard_normal((size, size, in_channels, out_channels)) * np.sqrt(2.0 / (size * size * in_channels))
-        conv = self.conv(name, source, kernel, stride, padding)
-        bn = self.random_batch_norm(f"{name}/batchnorm", conv, out_channels, scale_after)
-        return self.node(name, "Relu", [bn], T=tf.float32)
-
-    def head(self, source, spatial):
-        """pool_3 (average pool to 1x1), its batch-1 reshape and a softmax classifier as in the 2015 graph."""
-        self.node("pool_3", "AvgPool", [source], T=tf.float32, ksize=[1, spatial, spatial, 1], strides=[1, 1, 1, 1], padding=b"VALID")
-        self.const("pool_3/_reshape/shape", np.array([1, FEATURE_DIM], np.int32))
-        self.node("pool_3/_reshape", "Reshape", ["pool_3", "pool_3/_reshape/shape"], T=tf.float32, Tshape=tf.int32)
-        self.const("softmax/weights", (self.rng.standard_normal((FEATURE_DIM, 10)) * 0.01).astype(np.float32))
-        self.node("softmax/logits/MatMul", "MatMul", ["pool_3/_reshape", "softmax/weights"], T=tf.float32)
-        self.const("softmax/biases", np.zeros(10, np.float32))
-        self.node("softmax/logits", "Add", ["softmax/logits/MatMul", "softmax/biases"], T=tf.float32)
-        self.node("softmax", "Softmax", ["softmax/logits"], T=tf.float32)
-
-
-def tiny_inception_graph(seed: int = 0):
-    """A small network with the 2015 graph's names and ops (old Concat, old batch norm, both BN modes)."""
-    b = GraphBuilder(seed)
-    net = b.preprocessing()
-    net = b.conv_bn_relu("conv", net, 3, 8, 3, 2, b"VALID")  # 149 x 149
-    net = b.node("pool", "MaxPool", [net], T=tf.float32, ksize=[1, 3, 3, 1], strides=[1, 2, 2, 1], padding=b"VALID")  # 74
-    net = b.random_batch_norm("pool/batchnorm", net, 8)  # not after a convolution: the Mul + BiasAdd path
-    left = b.conv_bn_relu("mixed/conv", net, 8, 16, 1, 1, b"SAME", scale_after=False)
-    right = b.conv_bn_relu("mixed/tower/conv", net, 8, 16, 3, 1, b"SAME")
-    b.const("mixed/join/concat_dim", np.int32(3))
-    net = b.node("mixed/join", "Concat", ["mixed/join/concat_dim", left, right], N=2, T=tf.float32)
-    net = b.conv_bn_relu("mixed_10/conv", net, 32, FEATURE_DIM, 1, 8, b"SAME")  # 10 x 10 x 2048
-    b.head(net, 10)
-    return b.graph
-
-
-def keras_inception_as_2015_graph(seed: int = 3):
-    """The full-size Inception-v3 (Keras' layout, random weights) written with the 2015 graph's ops."""
-    model = backbones._keras_inception_model()
-    backbones._randomize(model, seed)
-    b = GraphBuilder(seed)
-    names = {id(model.inputs[0]): b.preprocessing()}
-    for layer in model.layers[1:]:
-        node = layer._inbound_nodes[0]
-        inputs = [names[id(t)] for t in node.input_tensors]
-        kind = type(layer).__name__
-        if kind == "Conv2D":
-            stride = layer.strides[0]
-            out = b.conv(layer.name, inputs[0], layer.kernel.numpy(), stride, layer.padding.upper().encode())
-        elif kind == "BatchNormalization":
-            out = b.batch_norm(layer.name, inputs[0], layer.moving_mean.numpy(), layer.moving_variance.numpy(),
-                               layer.beta.numpy(), layer.gamma.numpy() if layer.scale else None, layer.epsilon)
-        elif kind == "Activation":
-            out = b.node(layer.name, "Relu", inputs, T=tf.float32)
-        elif kind in ("MaxPooling2D", "AveragePooling2D"):
-            size, stride = layer.pool_size[0], layer.strides[0]
-            out = b.node(layer.name, "MaxPool" if kind == "MaxPooling2D" else "AvgPool", inputs, T=tf.float32,
-                         ksize=[1, size, size, 1], strides=[1, stride, stride, 1], padding=layer.padding.upper().encode())
-        elif kind == "Concatenate":
-            b.const(f"{layer.name}/concat_dim", np.int32(3))
-            out = b.node(layer.name, "Concat", [f"{layer.name}/concat_dim", *inputs], N=len(inputs), T=tf.float32)
-        elif kind == "GlobalAveragePooling2D":
-            b.head(inputs[0], 8)
-            out = "pool_3"
-        else:
-            raise AssertionError(kind)
-        names[id(node.outputs[0])] = out
-    return b.graph
-
 
 def single_image_features(graph_def, frames):
     """The official way: each frame fed to DecodeJpeg:0 in a TF1 Session, pool_3/_reshape:0 read."""
@@ -173,58 +37,6 @@ def single_image_features(graph_def, frames):
         tf.graph_util.import_graph_def(graph_def, name="")
         with tf.compat.v1.Session(graph=graph) as session:
             return np.stack([session.run("pool_3/_reshape:0", {"DecodeJpeg:0": frame})[0] for frame in frames])
-
-
-def tgz(path: Path, members: dict[str, bytes]) -> Path:
-    with tarfile.open(path, "w:gz") as tar:
-        for name, data in members.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return path
-
-
-def npy_bytes(array) -> bytes:
-    buffer = io.BytesIO()
-    np.save(buffer, array)
-    return buffer.getvalue()
-
-
-def vggish_values(seed: int = 5) -> dict[str, np.ndarray]:
-    """Random values for every checkpoint variable of VGGish, at the official shapes."""
-    rng = np.random.default_rng(seed)
-    shapes = {}
-    channels, height, width = 1, backbones.VGGISH_FRAMES, backbones.VGGISH_BANDS
-    for name, kind, units, scope in backbones.VGGISH_LAYERS:
-        if kind == "conv":
-            shapes[scope] = (3, 3, channels, units)
-            channels = units
-        elif kind == "pool":
-            height, width = (height + 1) // 2, (width + 1) // 2
-        elif kind == "flatten":
-            channels = height * width * channels
-        elif kind in ("dense", "embedding"):
-            shapes[scope] = (channels, units)
-            channels = units
-    values = {}
-    for scope, shape in shapes.items():
-        fan_in = int(np.prod(shape[:-1]))
-        values[f"{scope}/weights"] = (rng.standard_normal(shape, dtype=np.float32) * np.float32(np.sqrt(2.0 / fan_in)))
-        values[f"{scope}/biases"] = rng.normal(0, 0.05, shape[-1]).astype(np.float32)
-    return values
-
-
-def write_v1_checkpoint(path: Path, values: dict[str, np.ndarray]) -> Path:
-    """A TF1 checkpoint in the V1 format, as vggish_model.ckpt is published."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tf.Graph().as_default():
-        feeds = {name: tf.compat.v1.placeholder(tf.float32, value.shape) for name, value in values.items()}
-        variables = {name: tf.compat.v1.Variable(feed, name=name) for name, feed in feeds.items()}
-        saver = tf.compat.v1.train.Saver(variables, write_version=tf.compat.v1.train.SaverDef.V1)
-        with tf.compat.v1.Session() as session:  # values fed, not baked into the graph: much faster
-            session.run(tf.compat.v1.global_variables_initializer(), {feeds[n]: v for n, v in values.items()})
-            saver.save(session, str(path), write_meta_graph=False, write_state=False)
-    return path
 
 
 def vggish_reference(values: dict[str, np.ndarray], examples: np.ndarray) -> np.ndarray:
@@ -287,6 +99,38 @@ def yt8m_models(official):
 # ------------------------------------------------------------------------------------ the 2015 GraphDef
 
 
+def single_image_resized(graph_def, frame):
+    """The 2015 graph's own preprocessing of one frame, in a TF1 Session: ResizeBilinear:0."""
+    with tf.Graph().as_default() as graph:
+        tf.graph_util.import_graph_def(graph_def, name="")
+        with tf.compat.v1.Session(graph=graph) as session:
+            return session.run("ResizeBilinear:0", {"DecodeJpeg:0": frame})[0]
+
+
+def test_pre_resize_path_equals_the_graphs_own_path(tiny_graph, tmp_path):
+    """Large frames shrunk one by one in the decode threads give the features of the whole-frame path.
+
+    The reference is the 2015 graph itself, unmodified, in a TF1 Session: each full 1920x1080 frame
+    fed to DecodeJpeg:0 (its own Cast -> ExpandDims -> ResizeBilinear -> ... -> pool_3).
+    """
+    path = tmp_path / "classify_image_graph_def.pb"
+    path.write_bytes(tiny_graph.SerializeToString())
+    inception = backbones.load_graphdef_inception(path)
+    frames = random_frames(2, 1080, 1920, 7)
+    prepared = np.stack([inception.prepare(frame) for frame in frames])
+    assert prepared.shape == (2, 299, 299, 3) and prepared.dtype == np.float32  # 1 MB per frame, not 6
+    for frame, row in zip(frames, prepared):  # the graph's own resize, to the bit
+        np.testing.assert_array_equal(row, single_image_resized(tiny_graph, frame))
+    official = single_image_features(tiny_graph, frames)
+    assert np.abs(official).max() > 0.1
+    np.testing.assert_allclose(inception.run_prepared(prepared), official, rtol=0, atol=1e-5)
+    keras_random = keras_inception_lib.keras_inception("random")
+    small = random_frames(2, 720, 1280, 8)
+    whole = keras_random(small)
+    by_frame = keras_random.run_prepared(np.stack([keras_random.prepare(frame) for frame in small]))
+    np.testing.assert_allclose(by_frame, whole, rtol=1e-5, atol=1e-5 * np.abs(whole).max())
+
+
 def test_batched_graph_matches_the_single_image_path(tiny_graph, tmp_path):
     path = tmp_path / "classify_image_graph_def.pb"
     path.write_bytes(tiny_graph.SerializeToString())
@@ -309,7 +153,13 @@ def test_full_size_graph_batched_matches_single_image(tmp_path):
     frames = random_frames(3, 180, 320, 7)
     expected = single_image_features(graph, frames)
     assert expected.std() > 0.01
-    np.testing.assert_allclose(backbones.load_graphdef_inception(path)(frames), expected, atol=1e-4, rtol=1e-4)
+    inception = backbones.load_graphdef_inception(path)
+    np.testing.assert_allclose(inception(frames), expected, atol=1e-4, rtol=1e-4)
+    # a full-HD frame resized alone (the extractor's pre-resize path) vs the graph fed the whole frame
+    large = random_frames(1, 1080, 1920, 8)
+    official = single_image_features(graph, large)
+    ours = inception.run_prepared(inception.prepare(large[0])[None])
+    np.testing.assert_allclose(ours, official, rtol=0, atol=1e-5 * np.abs(official).max())
 
 
 def test_graph_in_bfloat16_stays_close_to_float32(tiny_graph, tmp_path):
@@ -363,6 +213,26 @@ def test_yt8m_models_from_official_files(official, yt8m_models, tiny_graph):
     # MediaPipe's audio PCA: P @ (x - mean)
     audio = (official["audio_projection"] @ (embedding - official["audio_mean"][:, 0]).T).T
     np.testing.assert_allclose(models.audio_pca.apply(embedding), audio, rtol=1e-4, atol=1e-4)
+
+
+def test_prepared_official_networks_are_kept_and_follow_their_files(official, tmp_path, monkeypatch):
+    """The 2015 graph (folded, lifted) and VGGish (built from the checkpoint) are kept after the first load."""
+    monkeypatch.setenv("YT8M_HOME", str(tmp_path / "cache"))
+    first = backbones.load_feature_models("yt8m", models_dir=official["dir"])
+    kept = sorted(p.name for p in (tmp_path / "cache" / "prepared").iterdir())
+    assert any(name.startswith("inception-2015") for name in kept) and any(name.startswith("vggish") for name in kept)
+    second = backbones.load_feature_models("yt8m", models_dir=official["dir"])
+    assert "prepared copy" in second.vggish.source
+    frames = random_frames(3, 120, 160, 4)
+    np.testing.assert_allclose(second.inception(frames), first.inception(frames), rtol=1e-6, atol=1e-6)
+    examples = np.random.default_rng(2).normal(-1, 1.5, (2, 96, 64)).astype(np.float32)
+    np.testing.assert_allclose(second.vggish(examples), first.vggish(examples), rtol=1e-6, atol=1e-6)
+    # A changed graph file is prepared again (the kept copy is keyed by path, size and time).
+    graph = tmp_path / "classify_image_graph_def.pb"
+    graph.write_bytes(tiny_inception_graph(seed=1).SerializeToString())
+    before = backbones.load_graphdef_inception(graph)(frames)
+    graph.write_bytes(tiny_inception_graph(seed=2).SerializeToString())
+    assert not np.allclose(backbones.load_graphdef_inception(graph)(frames), before)
 
 
 def test_vggish_embedding_is_the_pre_activation(yt8m_models):
@@ -435,9 +305,9 @@ def test_missing_files_say_how_to_get_them(tmp_path, official):
     (graph_only / "inception-2015-12-05.tgz").write_bytes((official["dir"] / "inception-2015-12-05.tgz").read_bytes())
     with pytest.raises(Yt8mError, match="yt8m models fetch --only yt8m-pca"):
         backbones.load_feature_models("yt8m", models_dir=graph_only, audio=False)
-    with pytest.raises(Yt8mError, match="--weights must be yt8m, keras, random or hub:HANDLE"):
+    with pytest.raises(Yt8mError, match="unknown weights 'imagenet'; choose yt8m, keras, random or hub:PATH"):
         backbones.load_feature_models("imagenet")
-    with pytest.raises(Yt8mError, match="--precision must be float32 or bfloat16"):
+    with pytest.raises(Yt8mError, match="precision must be float32 or bfloat16"):
         backbones.load_feature_models("yt8m", precision="float16")
 
 
@@ -451,22 +321,50 @@ def test_random_weights_are_marked_and_spread_the_bytes():
     assert not models.rgb_pca.compatible_with_yt8m and not models.audio_pca.compatible_with_yt8m
     frames = random_frames(2, 72, 96, 12)
     rgb = models.inception(frames)
+    # a lone frame gets exactly its features in a batch (a batch of one runs other CPU kernels: padded)
+    np.testing.assert_array_equal(models.inception(frames[:1]), rgb[:1])
+    np.testing.assert_array_equal(models.inception.run_prepared(models.inception.prepare(frames[1])[None]), rgb[1:])
     # the compiled function computes exactly the Keras InceptionV3 with the same seeded weights
-    model = backbones._keras_inception_model()
-    backbones._randomize(model, backbones.RANDOM_SEED)
-    direct = model(backbones._keras_inception_preprocess(tf.constant(frames)), training=False).numpy()
+    model = keras_inception_lib.keras_inception_model()
+    keras_tools.randomize(model, backbones.RANDOM_SEED)
+    direct = model(keras_inception_lib.keras_inception_preprocess(tf.constant(frames)), training=False).numpy()
     np.testing.assert_allclose(rgb, direct, rtol=1e-4, atol=1e-4 * np.abs(direct).max())
     rgb_bytes = models.rgb_pca.apply_and_quantize(rgb)
-    audio = models.vggish(np.random.default_rng(1).normal(-1, 1.5, (3, 96, 64)).astype(np.float32))
+    log_mel = np.random.default_rng(1).normal(-1, 1.5, (3, 96, 64)).astype(np.float32)
+    audio = models.vggish(log_mel[:2])
+    np.testing.assert_array_equal(models.vggish(log_mel[1:2]), audio[1:])
+    audio = models.vggish(log_mel)
     audio_bytes = models.audio_pca.apply_and_quantize(audio)
     for quantized in (rgb_bytes, audio_bytes):
         assert len(np.unique(quantized)) > 40 and 40 < quantized.mean() < 215  # spread, not piled at one value
     assert not np.array_equal(rgb_bytes[0], rgb_bytes[1])
 
 
-def test_keras_weights_offline_is_a_user_error(monkeypatch):
-    import keras
+@pytest.mark.slow
+def test_random_networks_are_cached_and_a_damaged_cache_is_rebuilt(tmp_path, monkeypatch):
+    monkeypatch.setenv("YT8M_HOME", str(tmp_path / "cache"))
+    models = backbones.load_feature_models("random")  # built with Keras, then kept in the cache
+    assert "cached in" not in models.inception.source
+    frames = random_frames(2, 72, 96, 12)
+    rgb = models.inception(frames)
+    log_mel = np.random.default_rng(1).normal(-1, 1.5, (3, 96, 64)).astype(np.float32)
+    audio = models.vggish(log_mel)
+    # A second load reads the cache (no Keras build, no calibration) and computes the same features.
+    cached = backbones.load_feature_models("random")
+    assert "cached in" in cached.inception.source and "cached in" in cached.vggish.source
+    np.testing.assert_allclose(cached.inception(frames), rgb, rtol=1e-5, atol=1e-5 * np.abs(rgb).max())
+    np.testing.assert_allclose(cached.vggish(log_mel), audio, rtol=1e-5, atol=1e-5 * np.abs(audio).max())
+    np.testing.assert_array_equal(cached.rgb_pca.projection, models.rgb_pca.projection)
+    # A damaged cache is not trusted: the networks are built again.
+    for stored in (tmp_path / "cache" / "random").glob("*.npz"):
+        stored.write_bytes(stored.read_bytes()[:1000])
+    rebuilt = backbones.load_feature_models("random", audio=False)
+    assert "cached in" not in rebuilt.inception.source
+    np.testing.assert_allclose(rebuilt.inception(frames), rgb, rtol=1e-5, atol=1e-5 * np.abs(rgb).max())
 
+
+def test_keras_weights_offline_is_a_user_error(monkeypatch):
+    keras = keras_tools.keras_module()
     calls = []
 
     def offline(*args, **kwargs):
@@ -478,7 +376,7 @@ def test_keras_weights_offline_is_a_user_error(monkeypatch):
     original = keras.applications.InceptionV3
     monkeypatch.setattr(keras.applications, "InceptionV3", offline)
     with pytest.raises(Yt8mError, match="yt8m models fetch --only keras-inception"):
-        backbones.keras_inception("keras")
+        keras_inception_lib.keras_inception("keras")
     assert calls == [None, "imagenet"]
 
 
@@ -545,3 +443,22 @@ def test_hub_vggish_waveform_interface(tmp_path):
     chunks = waveform[: 3 * 15360].reshape(3, 15360).mean(axis=1)
     np.testing.assert_allclose(got, chunks[:, None] * np.arange(1, 129), rtol=1e-4, atol=1e-5)
     assert got.shape == (3, 128) and hub.weights.startswith("hub:")
+
+
+class _TinyImageModelWithPython(_TinyImageModel):
+    """The same image model, but its serving function calls back into Python (a py_function)."""
+
+    @tf.function(input_signature=[tf.TensorSpec([None, 64, 64, 3], tf.float32)])
+    def __call__(self, images):
+        pooled = tf.reduce_mean(images, axis=[1, 2])
+        return tf.matmul(tf.py_function(lambda t: t, [pooled], tf.float32), self.weights)
+
+
+def test_untrusted_hub_model_is_refused_unless_trust_model(tmp_path):
+    handle = str(tmp_path / "python_model")
+    tf.saved_model.save(_TinyImageModelWithPython(np.ones((3, 16), np.float32)), handle)
+    with pytest.raises(Yt8mError, match="trust_model"):
+        backbones.load_feature_models(f"hub:{handle}", audio=False)
+    # trusted: loading goes past the check (and stops at the next one: the default PCA is for 2048-d)
+    with pytest.raises(Yt8mError, match="16-d features"):
+        backbones.load_feature_models(f"hub:{handle}", audio=False, trust_model=True)

@@ -7,6 +7,7 @@ import io
 import json
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -17,9 +18,13 @@ from yt8m.classifier.config import ModelConfig
 from yt8m.classifier.export import export_model
 from yt8m.classifier.predictor import BASELINE_NAME, KIND_STARTER, dequantized_frames, load_predictor
 from yt8m.classifier.synthetic import make_synthetic_records
-from yt8m.classify import check_model_features
+from yt8m import classification
+from yt8m.classification import check_model_features
+from yt8m.classifier.results import THUMBNAIL_HEIGHT
 from yt8m.core import AUDIO_SIZE, NUM_CLASSES, RGB_SIZE, FeatureSpec, VideoFeatures, Yt8mError
+from yt8m.extractor import video as video_lib
 from yt8m.extractor import weights as weights_lib
+from yt8m.extractor.backbones import load_feature_models
 from yt8m.extractor.synthetic import write_test_video
 from yt8m.pca import dequantize
 
@@ -101,6 +106,17 @@ def trained(tmp_path_factory) -> dict:
     return {"root": root, "model": root / "model", "export": root / "export", "clip": clip}
 
 
+@pytest.fixture(scope="module")
+def random_home(tmp_path_factory) -> dict:
+    """A YT8M_HOME holding the random feature networks, built once for this module (the build is
+    the slow part of a random-weights run), and the networks loaded from it."""
+    home = tmp_path_factory.mktemp("random_home")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("YT8M_HOME", str(home))
+        models = load_feature_models("random")
+    return {"home": home, "models": models}
+
+
 def test_starter_signature_savedmodel_loads_and_predicts(tmp_path):
     path = save_starter_model(tmp_path / "starter")
     (path / "label_map.txt").write_text("".join(f"thing {i}\n" for i in range(STARTER_CLASSES)), encoding="utf-8")
@@ -172,7 +188,8 @@ def test_no_model_says_how_to_get_one(trained, capsys):
     assert "nowhere: no such model" in capsys.readouterr().err
 
 
-def test_classify_cli_formats_and_report(trained, tmp_path, capsys):
+def test_classify_cli_formats_and_report(trained, random_home, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("YT8M_HOME", str(random_home["home"]))
     base = ["classify", str(trained["clip"]), "--model", str(trained["model"]), "--weights", "random"]
     assert main(base + ["--format", "json", "--segments", "--top-k", "3", "--report", str(tmp_path / "r.html")]) == 0
     captured = capsys.readouterr()
@@ -180,6 +197,7 @@ def test_classify_cli_formats_and_report(trained, tmp_path, capsys):
     assert len(results) == 1
     result = results[0]
     assert result["num_frames"] == 6 and len(result["labels"]) == 3
+    assert result["fps"] == 1.0 and result["capped"] is False and result["source_duration_seconds"] == pytest.approx(6.0, abs=0.1)
     assert {label["name"] for label in result["labels"]} <= {"alpha", "beta", "gamma", "delta"}
     scores = [label["score"] for label in result["labels"]]
     assert scores == sorted(scores, reverse=True)
@@ -200,10 +218,132 @@ def test_classify_cli_formats_and_report(trained, tmp_path, capsys):
     assert result["labels"][0]["name"] in out and "clip.mp4" in out
 
 
-def test_yt8m_trained_model_on_random_features_warns(tmp_path, trained, capsys):
-    from yt8m.classify import NON_YT8M_WEIGHTS_WARNING, classify_files
+def test_yt8m_trained_model_on_random_features_warns(tmp_path, trained, random_home, capsys):
+    from yt8m.classification import NON_YT8M_WEIGHTS_WARNING, classify_files
 
     predictor = load_predictor(save_starter_model(tmp_path / "starter", classes=NUM_CLASSES))
     assert predictor.trained_on_yt8m  # YT8M's label space, no custom label map
-    outcome = classify_files([trained["clip"]], predictor, weights="random", thumbnails=False, top_k=2)
+    outcome = classify_files(
+        [trained["clip"]], predictor, weights="random", feature_models=random_home["models"], thumbnails=False, top_k=2
+    )
     assert outcome.results[0].warnings[0] == NON_YT8M_WEIGHTS_WARNING.format(weights="random")
+
+
+def test_classify_decodes_each_video_once_and_its_thumbnails_are_the_sampled_frames(
+    tmp_path, trained, random_home, monkeypatch
+):
+    """The thumbnails come from the frames the extractor sampled: one decode per video, not two."""
+    colours = [(230, 25, 25), (25, 200, 60), (30, 60, 230), (240, 220, 30)]
+    clip = write_test_video(tmp_path / "big.mp4", 4.0, size=(320, 240), colors=colours, motion="right")
+    reference = [frame.image for frame in video_lib.iter_frames(clip, 1.0)]  # decoded here, before counting
+    assert len(reference) == 4 and reference[0].shape[0] > THUMBNAIL_HEIGHT
+
+    decodes = []
+    real_iter_frames = video_lib.iter_frames
+
+    def counting_iter_frames(path, *args, **kwargs):
+        decodes.append(Path(path))
+        return real_iter_frames(path, *args, **kwargs)
+
+    monkeypatch.setattr(video_lib, "iter_frames", counting_iter_frames)
+    outcome = classification.classify_files(
+        [clip, trained["clip"]], load_predictor(trained["model"]), weights="random",
+        feature_models=random_home["models"], top_k=2,
+    )
+    assert not outcome.errors and len(outcome.results) == 2
+    assert sorted(decodes) == sorted([clip, trained["clip"]])  # each video decoded exactly once
+    thumbnails = outcome.results[0].thumbnails
+    assert len(thumbnails) == outcome.results[0].num_frames == 4
+    for thumb, frame in zip(thumbnails, reference):
+        width = round(frame.shape[1] * THUMBNAIL_HEIGHT / frame.shape[0])
+        expected = cv2.resize(frame, (width, THUMBNAIL_HEIGHT), interpolation=cv2.INTER_AREA)
+        assert thumb.dtype == np.uint8 and thumb.shape == (THUMBNAIL_HEIGHT, 192, 3)
+        np.testing.assert_array_equal(thumb, expected)
+    assert len(outcome.results[1].thumbnails) == 6  # the other video keeps its own, in its own result
+
+    decodes.clear()
+    outcome = classification.classify_files(
+        [clip], load_predictor(trained["model"]), weights="random", feature_models=random_home["models"],
+        thumbnails=False,
+    )
+    assert decodes == [clip] and outcome.results[0].thumbnails == []
+
+
+def test_a_capped_video_is_said_on_the_console_in_the_json_and_in_the_report(
+    trained, random_home, tmp_path, capsys, monkeypatch
+):
+    monkeypatch.setenv("YT8M_HOME", str(random_home["home"]))
+    report = tmp_path / "reports"
+    report.mkdir()  # an existing folder: the report is written into it
+    args = ["classify", str(trained["clip"]), "--model", str(trained["model"]), "--weights", "random",
+            "--format", "json", "--max-frames", "4", "--report", str(report)]
+    assert main(args) == 0
+    captured = capsys.readouterr()
+    result = json.loads(captured.out)[0]
+    assert result["capped"] is True and result["num_frames"] == 4 and result["duration_seconds"] == 4.0
+    assert result["source_duration_seconds"] == pytest.approx(6.0, abs=0.1)
+    lines = [line for line in captured.err.splitlines() if "capped" in line]
+    named = [line for line in lines if str(trained["clip"]) in line]
+    assert named and "--max-frames" in named[0] and "first 4 s of 6 s" in named[0]
+    assert any("1 video(s) were cut at --max-frames 4" in line for line in lines)
+    page = (report / "report.html").read_text(encoding="utf-8")
+    assert 'class="capped"' in page and "--max-frames 0 classifies all of it" in page and "`max_frames`" not in page
+    assert page.count("data:image/jpeg") == 4  # thumbnails of the 4 classified frames only
+
+
+def test_frame_options_and_the_models_own_frame_limit(trained, random_home):
+    """--fps / --max-frames 0 as in extract; a model reading fewer frames than classified says so."""
+    predictor = load_predictor(trained["model"])  # its feature spec reads 12 frames
+    outcome = classification.classify_files(
+        [trained["clip"]], predictor, weights="random", feature_models=random_home["models"],
+        fps=3.0, max_frames=0, segments=True, thumbnails=False,
+    )
+    (result,) = outcome.results
+    assert result.fps == 3.0 and result.num_frames == 18 and not result.capped
+    assert result.duration_seconds == pytest.approx(6.0)
+    assert result.settings["max frames"] == "no limit" and "3 fps" in result.settings["sampling"]
+    assert result.segments[1].start_seconds == pytest.approx(5 / 3)  # 5-frame windows at 3 fps
+    text = " | ".join(result.warnings)
+    assert "`fps` is 3" in text
+    assert f"{trained['clip']}: the model reads at most 12 frames" in text
+    with pytest.raises(Yt8mError, match="max_frames must be >= 0"):
+        classification.classify_files([trained["clip"]], predictor, max_frames=-1)
+
+
+def test_bad_files_are_reported_before_the_feature_networks_load(trained, tmp_path, monkeypatch):
+    empty = tmp_path / "empty.mp4"
+    empty.write_bytes(b"")
+    text = tmp_path / "notes.mp4"
+    text.write_text("not a video", encoding="utf-8")
+
+    def no_networks(*args, **kwargs):
+        raise AssertionError("the feature networks were loaded for nothing")
+
+    monkeypatch.setattr(classification, "load_feature_models", no_networks)
+    outcome = classification.classify([empty, text], trained["model"], weights="random")
+    assert outcome.results == [] and len(outcome.errors) == 2
+    assert outcome.errors[0].startswith(str(empty)) and outcome.errors[1].startswith(str(text))
+
+
+def test_inspect_of_a_video_file_prints_one_error_line(tmp_path, capsys):
+    clip = tmp_path / "clip.mp4"
+    clip.write_bytes(b"\0" * 64)
+    assert main(["inspect", str(clip)]) == 1
+    captured = capsys.readouterr()
+    assert captured.out.strip() == ""  # no empty summary table
+    err = captured.err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("yt8m: error:") and str(clip) in err[0]
+
+
+def test_a_train_dir_that_cannot_load_fails_the_run_in_one_line(trained, random_home, tmp_path, capsys, monkeypatch):
+    """The train dir's model loads beside the extraction (ModelLoading): its failure still ends the run, once."""
+    monkeypatch.setenv("YT8M_HOME", str(random_home["home"]))
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "config.json").write_bytes((trained["model"] / "config.json").read_bytes())  # no checkpoint
+    empty = tmp_path / "empty.mp4"
+    empty.write_bytes(b"")
+    for clip in (trained["clip"], empty):
+        assert main(["classify", str(clip), "--model", str(broken), "--weights", "random"]) == 1
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "no checkpoint to load" in err[0] and str(broken) in err[0]

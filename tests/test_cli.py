@@ -10,7 +10,7 @@ import numpy as np
 
 from yt8m import __version__
 from yt8m.app.cli import main
-from yt8m.classifier.records import ShardWriter
+from yt8m.data.shards import ShardWriter
 from yt8m.core import VideoFeatures
 
 
@@ -97,7 +97,7 @@ def test_inspect_bad_files_give_one_line_each_and_exit_1(tmp_path, capsys):
 def test_inspect_video_level_records(tmp_path, capsys):
     import tensorflow as tf
 
-    from yt8m.classifier.records import to_video_level_example
+    from yt8m.data.records import to_video_level_example
 
     path = tmp_path / "video_level.tfrecord"
     with tf.io.TFRecordWriter(str(path)) as writer:

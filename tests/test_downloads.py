@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
+import os
 import tarfile
 import zipfile
 
@@ -115,3 +117,59 @@ def test_safe_extract_zip(tmp_path):
     junk.write_bytes(b"not an archive")
     with pytest.raises(Yt8mError, match="junk.tgz: not a readable tar or zip archive"):
         downloads.safe_extract(junk, tmp_path / "j")
+
+
+def test_a_full_disk_during_a_download_is_one_line(tmp_path, monkeypatch):
+    file = official(tmp_path, b"x" * 3_000_000, None)
+    real_write = os.fdopen
+
+    class FullDisk:
+        def __init__(self, handle):
+            self.handle, self.written = handle, 0
+
+        def write(self, data):
+            if self.written + len(data) > 1_500_000:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            self.written += len(data)
+            return self.handle.write(data)
+
+        def __getattr__(self, name):
+            return getattr(self.handle, name)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.handle.close()
+
+    monkeypatch.setattr(downloads.os, "fdopen", lambda fd, mode: FullDisk(real_write(fd, mode)))
+    with pytest.raises(Yt8mError) as error:
+        downloads.fetch(file)
+    message = str(error.value)
+    assert "no space left on device while downloading thing" in message and "\n" not in message
+    assert "cannot download" not in message  # not mistaken for a network problem
+    assert list(downloads.cache_dir().iterdir()) == []  # the partial download is gone
+
+
+def test_safe_extract_bounds_and_links(tmp_path):
+    archive = tmp_path / "many.tgz"
+    _tar(archive, [(f"f{i}", b"x", "file") for i in range(20)])
+    with pytest.raises(Yt8mError, match="refusing to unpack 11 members"):
+        downloads.safe_extract(archive, tmp_path / "out", max_members=10)
+    with pytest.raises(Yt8mError, match="refusing to unpack 20 bytes"):
+        downloads.safe_extract(archive, tmp_path / "out", max_bytes=19)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["many.tgz"]
+    bomb = tmp_path / "bomb.zip"
+    with zipfile.ZipFile(bomb, "w", compression=zipfile.ZIP_DEFLATED) as bundle:
+        bundle.writestr("zeros.bin", bytes(8 << 20))
+    assert bomb.stat().st_size < 100_000
+    with pytest.raises(Yt8mError, match="refusing to unpack 8388608 bytes"):
+        downloads.safe_extract(bomb, tmp_path / "z", max_bytes=1 << 20)
+    assert not (tmp_path / "z").exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+    (tmp_path / "target").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "target")
+    _tar(archive, [("a", b"x", "file")])
+    with pytest.raises(Yt8mError, match="link: is a symbolic link"):
+        downloads.safe_extract(archive, tmp_path / "link")
+    assert downloads.safe_extract(archive, tmp_path / "target") == tmp_path / "target"  # a real folder is replaced
+    assert (tmp_path / "target" / "a").read_bytes() == b"x"

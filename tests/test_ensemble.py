@@ -81,7 +81,7 @@ def test_align_reorders_by_id_and_refuses_other_ids(video_sets, tmp_path):
     other = save_scores(tmp_path / "o.npz", ["x"] + noisy.ids[1:], noisy.predictions, noisy.labels > 0)
     with pytest.raises(Yt8mError, match="does not hold the same ids"):
         ens.align([good, ens.load_prediction_set(other)])
-    with pytest.raises(Yt8mError, match="--weights has 3 values"):
+    with pytest.raises(Yt8mError, match="`weights` has 3 values"):
         ens.combine([good.predictions, good.predictions], [1, 1, 1])
 
 

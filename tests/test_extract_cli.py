@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from yt8m.app.cli import main
-from yt8m.classifier import records
+from yt8m.data import records, shards
 from yt8m.extractor import pipeline
 from yt8m.extractor.synthetic import make_labelled_video_set, write_test_video
 from yt8m.pca.quantization import NEUTRAL_BYTE
@@ -29,7 +29,7 @@ def loader(random_models, monkeypatch):
 
     Records the arguments the command passes, so tests can check the options arrive.
     """
-    from yt8m.extractor import backbones
+    from yt8m.extractor import job
 
     calls: list[dict] = []
 
@@ -40,7 +40,7 @@ def loader(random_models, monkeypatch):
             return dataclasses.replace(random_models, vggish=None, audio_pca=None)
         return random_models
 
-    monkeypatch.setattr(backbones, "load_feature_models", load)
+    monkeypatch.setattr(job, "load_feature_models", load)
     return calls
 
 
@@ -126,7 +126,7 @@ def test_labels_from_folders_build_and_reuse_a_label_map(tmp_path, loader, capsy
     given.write_text("red_right\n")
     capsys.readouterr()
     assert main(["extract", str(tmp_path / "set"), "-o", str(out2), "--weights", "random",
-                 "--labels-from-folders", "--label-map", str(given)]) == 1
+                 "--labels-from-folders", "--label-map", str(given), "--overwrite"]) == 1
     assert "green_circle" in capsys.readouterr().err
 
 
@@ -166,12 +166,12 @@ def test_shards_interrupt_and_resume(library, tmp_path, loader, monkeypatch, cap
     args = ["extract", str(library), "-o", str(out), "--weights", "random", "--shard-size", "2"]
     assert main(args) == 130
     assert "--resume" in capsys.readouterr().err
-    kept = records.existing_ids(out)
-    assert len(kept) == 2  # one complete shard of 2; the third record's shard was dropped
+    kept = shards.existing_ids(out)
+    assert len(kept) == 3  # one complete shard of 2, and the third record kept in the cut shard
     monkeypatch.setattr(pipeline.FeatureExtractor, "extract", original)
 
     assert main(args + ["--resume"]) == 0
-    assert "2 video(s) already in" in capsys.readouterr().out
+    assert "3 video(s) already in" in capsys.readouterr().out
     files = sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("shards"))
     assert files == ["shards-00000-of-00002.tfrecord", "shards-00001-of-00002.tfrecord"]
     ids = [video.video_id for video in records.read_records(str(tmp_path / "shards-*.tfrecord"))]
@@ -216,7 +216,7 @@ def test_official_yt8m_path_on_tiny_artifacts(library, tmp_path, capsys):
     The artifacts come from the backbones tests' builders (small random contents, official
     names and formats); audio is disabled so no VGGish checkpoint is needed.
     """
-    from test_backbones import FEATURE_DIM, npy_bytes, tgz, tiny_inception_graph
+    from yt8m.extractor.synthetic_models import FEATURE_DIM, npy_bytes, tgz, tiny_inception_graph
 
     models_dir = tmp_path / "models"
     models_dir.mkdir()
@@ -240,3 +240,72 @@ def test_official_yt8m_path_on_tiny_artifacts(library, tmp_path, capsys):
     for video in videos.values():
         assert video.extras["weights"] == "yt8m" and int(video.extras["yt8m_compatible"]) == 1
         assert np.all(video.audio == NEUTRAL_BYTE) and video.extras["audio"] == "disabled"
+
+
+def test_output_folder_and_all_failed_runs(library, tmp_path, loader, capsys):
+    folder = tmp_path / "into"
+    folder.mkdir()
+    assert main(["extract", str(library / "tone.mp4"), "-o", str(folder), "--weights", "random"]) == 0
+    assert set(_records(folder / "tone.tfrecord")) == {"tone"}
+    assert "wrote 1 file(s)" in capsys.readouterr().out
+    empty = tmp_path / "empty.mp4"
+    empty.write_bytes(b"")
+    loader.clear()
+    assert main(["extract", str(empty), "-o", f"{tmp_path / 'fresh'}/", "--weights", "random"]) == 1
+    captured = capsys.readouterr()
+    assert "empty.mp4: empty file" in captured.err and "nothing was written" in captured.err
+    assert "wrote" not in captured.out and not loader and not (tmp_path / "fresh").exists()
+
+
+def test_overwrite_and_trust_model_reach_the_library(library, tmp_path, loader, capsys):
+    out = tmp_path / "again.tfrecord"
+    args = ["extract", str(library / "blink.mp4"), "-o", str(out), "--weights", "random"]
+    assert main(args) == 0
+    before = out.read_bytes()
+    capsys.readouterr()
+    assert main(args) == 1  # an existing output is never replaced silently
+    err = capsys.readouterr().err
+    assert "--overwrite" in err and "--resume" in err and err.count("\n") == 1
+    assert out.read_bytes() == before and loader[-1]["trust_model"] is False
+    assert main(args + ["--overwrite", "--trust-model"]) == 0
+    assert loader[-1]["trust_model"] is True and set(_records(out)) == {"blink"}
+
+
+def test_warnings_keep_their_words_and_folder_skips_are_summarised(tmp_path, loader, capsys):
+    folder = tmp_path / "in"
+    write_test_video(folder / "clip.mp4", 1.0, audio=None)
+    (folder / "notes.txt").write_text("x")
+    (folder / "poster.png").write_bytes(b"x")
+    assert main(["extract", str(folder), "-o", str(tmp_path / "w.tfrecord"), "--weights", "random"]) == 0
+    captured = capsys.readouterr()
+    assert "RANDOM weights" in captured.err and "RANDOM --weights" not in captured.err
+    assert "weights=random" in captured.err  # a warning's own `name=value` stays as written
+    assert "skipped in folders (not video extensions): 1 .png, 1 .txt" in captured.out
+
+
+def test_file_options_keep_remote_urls(tmp_path, monkeypatch, capsys):
+    """gs:// paths reach the library as given (a Path would turn gs://b into gs:/b)."""
+    from yt8m.core import Yt8mError
+    from yt8m.extractor import job
+
+    seen = []
+
+    def fake_extract(inputs, output, options, progress=None):
+        seen.append(options)
+        raise Yt8mError("stopped here")
+
+    monkeypatch.setattr(job, "extract", fake_extract)
+    urls = {"--models-dir": "gs://b/models", "--rgb-pca": "gs://b/rgb", "--audio-pca": "s3://b/audio",
+            "--labels": "gs://b/labels.csv", "--label-map": "gs://b/map.txt"}
+    args = [part for option, url in urls.items() for part in (option, url)]
+    assert main(["extract", "gs://b/videos/", "-o", "gs://b/out/f.tfrecord", *args]) == 1
+    assert "stopped here" in capsys.readouterr().err
+    (options,) = seen
+    assert (options.models_dir, options.rgb_pca, options.audio_pca, options.labels, options.label_map) == tuple(urls.values())
+
+
+def test_sampling_help_names_every_rule(capsys):
+    assert main(["extract", "--help"]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    for rule in ("mediapipe", "first-after", "legacy"):
+        assert f"{rule}:" in text

@@ -8,6 +8,7 @@ import pytest
 
 from yt8m.app.cli import main
 from yt8m.classifier import training
+from yt8m.classifier.bundle import build_model
 from yt8m.classifier.config import ModelConfig
 from yt8m.classifier.synthetic import make_synthetic_records
 from yt8m.core import FeatureSpec, Yt8mError
@@ -81,7 +82,7 @@ def test_same_label_space_keeps_every_weight(source, tmp_path):
     source_model, source_config, _ = training.load_trained_model(source["train_dir"])
     config = training.resolve_train_config(tmp_path / "more", None, training=FAST, init_from=source["train_dir"])
     assert config.num_classes == SOURCE_CLASSES
-    model = config.build()
+    model = build_model(config)
     report = training.initialise_from(model, config, source["train_dir"], reset_head=False)
     assert not report.head_reset and not report.reinitialised
     expected = {training._variable_key(v): np.asarray(v.numpy()) for v in source_model.variables}

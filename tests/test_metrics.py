@@ -498,3 +498,72 @@ def test_segment_accumulator_prunes_long_streams():
     assert (acc.buffer_sizes <= 2 * 10).all()
     assert acc.get() == m.segment_map(pred, labels, weights, top_k=10)
     np.testing.assert_allclose(acc.get(), ref_segment_map(pred, labels, weights, 10))
+
+
+# ----------------------------------------------------------------------------- fast paths (many classes)
+
+
+def _wide_scores(seed, n, c, kind):
+    """float32 scores with the cases the fast paths must get right: ties, -0.0, negatives, tails."""
+    rng = np.random.default_rng(seed)
+    if kind == "uniform":
+        return rng.random((n, c), dtype=np.float32)
+    if kind == "ties":
+        return (np.round(rng.random((n, c)) * 20) / 20).astype(np.float32)
+    if kind == "signed_zeros":
+        pred = (rng.integers(-3, 3, (n, c)) * 0.5).astype(np.float32)
+        pred[pred == 0] = np.float32(-0.0)
+        pred[:, ::3][pred[:, ::3] == 0] = np.float32(0.0)
+        return pred
+    return rng.standard_normal((n, c)).astype(np.float32)
+
+
+@pytest.mark.parametrize("kind", ["uniform", "ties", "signed_zeros", "normal"])
+@pytest.mark.parametrize("c", [1000, 3862, 4001])  # 3862 and 4001 leave tail classes past the groups
+def test_grouped_top_k_equals_the_exact_path(kind, c):
+    """The group-maximum prefilter gives exactly the (score desc, class asc) top-k of argpartition."""
+    pred = _wide_scores(c, 120, c, kind)
+    for k in (2, 3, 5, 9, 20):
+        group = m._group_size(k)
+        assert c // group >= m.TOP_K_GROUP_MARGIN * k  # the prefilter is really exercised
+        np.testing.assert_array_equal(m._top_k_grouped(pred, k, group), m._top_k_sorted_exact(pred, k))
+        np.testing.assert_array_equal(m._top_k_sorted(pred, k), m._top_k_sorted_exact(pred, k))
+    np.testing.assert_array_equal(m._top_k_sorted(pred, 1), m._top_k_sorted_exact(pred, 1))
+
+
+def test_packed_sort_order_equals_lexsort():
+    rng = np.random.default_rng(3)
+    classes = rng.integers(0, 3862, 20_000)
+    scores = (np.round(rng.random(20_000) * 50) / 50 - 0.2).astype(np.float32)
+    scores[::13] = np.float32(-0.0)
+    tie_key = rng.permutation(20_000)
+    expected = np.lexsort((tie_key, -scores, classes))
+    np.testing.assert_array_equal(m._class_score_tie_order(classes, scores, tie_key, 3862), expected)
+    wide = scores.astype(np.float64)  # float64 scores take the lexsort itself
+    np.testing.assert_array_equal(m._class_score_tie_order(classes, wide, tie_key, 3862), expected)
+
+
+@pytest.mark.parametrize("ties", [False, True])
+def test_metrics_with_many_classes_match_reference(ties, monkeypatch):
+    """Every metric on the fast paths (600 classes, up to 9 labels: all PERR buckets) equals the
+    literal references, whatever the number of threads."""
+    pred, labels = random_case(11, 90, 600, max_labels=9, ties=ties)
+    expected = {
+        "hit": ref_hit_at_one(pred, labels),
+        "perr": ref_perr_canonical(pred, labels),
+        "gap": ref_gap(pred, labels, 20),
+        "map": ref_map(pred, labels, 20),
+    }
+    for threads in (1, 3):
+        monkeypatch.setattr(m, "METRICS_THREADS", threads)
+        monkeypatch.setattr(m, "CHUNK_ELEMENTS", 600 * 7)  # several chunks
+        np.testing.assert_allclose(m.hit_at_one(pred, labels), expected["hit"])
+        np.testing.assert_allclose(m.perr(pred, labels), expected["perr"])
+        np.testing.assert_allclose(m.gap(pred, labels), expected["gap"])
+        np.testing.assert_allclose(m.mean_ap(pred, labels), expected["map"])
+        metrics = m.EvaluationMetrics(600)
+        metrics.accumulate(pred[:50], labels[:50])
+        metrics.accumulate(pred[50:], labels[50:])
+        got = metrics.get()
+        np.testing.assert_allclose([got["hit_at_one"], got["perr"], got["gap"], got["map"]],
+                                   [expected["hit"], expected["perr"], expected["gap"], expected["map"]])

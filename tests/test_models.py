@@ -45,6 +45,12 @@ SMALL: dict[str, dict] = {
     "NeXtVLADModel": {"nextvlad_cluster_size": 8, "nextvlad_hidden_size": 32, "groups": 4},
     "MixNeXtVladModel": {"nextvlad_cluster_size": 8, "nextvlad_hidden_size": 32, "groups": 4, "mix_number": 2},
     "TransformerModel": {"bert_hidden_size": 32, "bert_num_heads": 4, "bert_intermediate_size": 64},
+    "Bert": {"bert_attention_heads": 4, "bert_intermediate_size": 32},
+    "BertCross": {"bert_attention_heads": 4, "bert_intermediate_size": 32},
+    "BERTMean": {"bert_attention_heads": 4, "bert_intermediate_size": 32},
+    "BERTFirst": {"bert_attention_heads": 4, "bert_intermediate_size": 32},
+    "BERTCrossMean": {"bert_attention_heads": 4, "bert_intermediate_size": 32},
+    "BERTCrossAttn": {"bert_attention_heads": 4, "bert_intermediate_size": 32},
 }
 # Variants that switch on code paths the published defaults leave off.
 VARIANTS: dict[str, tuple[str, dict]] = {
@@ -66,6 +72,7 @@ VARIANTS: dict[str, tuple[str, dict]] = {
         "TransformerModel",
         {**SMALL["TransformerModel"], "bert_pooling": "cross_attention", "video_level_classifier_model": "LogisticModel"},
     ),
+    "Bert-none": ("Bert", {**SMALL["Bert"], "pooling_strategy": "none", "iterations": 4}),
     "NeXtVLAD-moe": ("NeXtVLADModel", {**SMALL["NeXtVLADModel"], "video_level_classifier_model": "MoeModel"}),
 }
 CASES = {name: (name, hp) for name, hp in SMALL.items()} | VARIANTS
@@ -473,8 +480,8 @@ def test_mixture_adds_the_distillation_loss_only_in_training():
     model = _build("MixNeXtVladModel")
     x, nf = _inputs("MixNeXtVladModel")
     _predict(model, (x, nf))
-    penalties = len(model.losses)  # the L2 penalties of the branch heads
-    assert penalties == 2
+    penalties = len(model.losses)  # the L2 penalties of the branch heads (weights and biases)
+    assert penalties == 4
     _predict(model, (x, nf), training=True)
     assert len(model.losses) == penalties + 1
     _predict(model, (x, nf))
@@ -505,6 +512,123 @@ def test_mixture_adds_the_distillation_loss_only_in_training():
     got = float(keras.ops.convert_to_numpy(loss))
     assert got == pytest.approx(expected, rel=1e-4)
     assert got > 0
+
+
+def test_mixture_adds_each_branch_cross_entropy_when_given_the_labels():
+    """linrongc's train.py adds every branch's own cross-entropy to the label loss."""
+    model = build_model(  # no dropout: training-mode calls are deterministic
+        "MixNeXtVladModel", num_classes=NUM_CLASSES, feature_sizes=FEATURE_SIZES, **SMALL["MixNeXtVladModel"], drop_rate=0.0
+    )
+    x, nf = _inputs("MixNeXtVladModel")
+    labels = (np.random.default_rng(4).random((3, NUM_CLASSES)) < 0.3).astype(np.float32)
+    weights = np.random.default_rng(5).random((3, NUM_CLASSES)).astype(np.float32)
+
+    def total() -> float:
+        return float(keras.ops.convert_to_numpy(tf.add_n(model.losses)))
+
+    _predict(model, (x, nf), training=True)
+    without, plain = len(model.losses), total()
+    model((x, nf), training=False, labels=labels)  # inference: labels are never used
+    assert len(model.losses) == without - 1  # L2 only
+    model((x, nf), training=True, labels=labels, label_weights=weights)
+    assert len(model.losses) == without + 1
+    added = total() - plain
+    _, logits = model.branch_logits(tf.constant(x), tf.constant(nf), training=True)
+    p = _np_sigmoid(keras.ops.convert_to_numpy(logits))
+    ce = -(labels[:, None] * np.log(p + 1e-5) + (1 - labels[:, None]) * np.log(1 - p + 1e-5)) * weights[:, None]
+    assert added == pytest.approx(ce.sum(-1).mean(0).sum(), rel=1e-4)
+    assert added > 0
+    off = build_model("MixNeXtVladModel", num_classes=NUM_CLASSES, feature_sizes=FEATURE_SIZES,
+                      **{**SMALL["MixNeXtVladModel"], "branch_label_loss": False})
+    off((x, nf), training=True, labels=labels)
+    assert len(off.losses) == without
+
+
+def test_seed_details_defaults():
+    """Issue 10 section 4: the seeds' values, checked against their reference code."""
+    assert model_defaults("DbofModel")["dbof_activation"] == "sigmoid"  # google/youtube-8m today
+    assert model_defaults("NeXtVLADModel")["l2_penalty"] == 1e-5  # linrongc scripts
+    mix = model_defaults("MixNeXtVladModel")
+    assert (mix["cl_temperature"], mix["cl_lambda"], mix["l2_penalty"]) == (3.0, 9.0, 1e-5)
+    assert mix["branch_label_loss"] is True
+    assert model_defaults("LstmModel")["lstm_full_state"] is False  # the starter's state[-1].h
+
+
+@pytest.mark.parametrize("name", sorted(SMALL))
+def test_batch_norm_decays_like_slim(name):
+    model = _build(name)
+    norms = [layer for layer in model._flatten_layers() if isinstance(layer, keras.layers.BatchNormalization)]
+    for layer in norms:
+        assert layer.momentum == 0.999 and layer.epsilon == 1e-3, layer.path
+    if norms:  # Keras' 0.99 stays available for short runs
+        _, hp = CASES[name]
+        faster = build_model(name, num_classes=NUM_CLASSES, feature_sizes=FEATURE_SIZES, **hp, batch_norm_decay=0.99)
+        assert {layer.momentum for layer in faster._flatten_layers() if isinstance(layer, keras.layers.BatchNormalization)} == {0.99}
+
+
+@pytest.mark.parametrize("activation", ["sigmoid", "relu6"])
+def test_dbof_activation_matches_numpy(activation):
+    model = build_model(
+        "DbofModel", num_classes=5, feature_sizes=(6, 2), max_frames=8, dbof_cluster_size=7, dbof_hidden_size=4,
+        dbof_add_batch_norm=False, iterations=8, video_level_classifier_model="LogisticModel", dbof_activation=activation,
+    )
+    x, nf = _frames_for(8, 2, 8, [8, 8])
+    act = _np_sigmoid if activation == "sigmoid" else (lambda z: np.clip(z, 0.0, 6.0))
+    cluster = act(x @ model.cluster.kernel.numpy() + model.cluster.bias.numpy()).max(axis=1)  # all 8 frames sampled
+    hidden = act(cluster @ model.hidden.kernel.numpy() + model.hidden.bias.numpy())
+    dense = model.classifier.dense
+    expected = _np_sigmoid(hidden @ dense.kernel.numpy() + dense.bias.numpy())
+    np.testing.assert_allclose(_predict(model, (x, nf)), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_gru_gate_biases_start_at_one_as_tf1_grucell():
+    for reset_after in (False, True):
+        model = build_model("GruModel", num_classes=3, feature_sizes=(4,), gru_cells=5, gru_reset_after=reset_after)
+        bias = model.gru_0.cell.bias.numpy().reshape(-1, 15)
+        np.testing.assert_array_equal(bias[0], [1.0] * 10 + [0.0] * 5)  # update, reset gates; candidate
+        assert not bias[1:].any()
+
+
+def _np_lstm(x, layer):
+    """Keras LSTM (gates i, f, c, o) over x [T, D] in numpy: final (h, c)."""
+    cell = layer.cell
+    w, u, b = cell.kernel.numpy(), cell.recurrent_kernel.numpy(), cell.bias.numpy()
+    n = u.shape[0]
+    h, c = np.zeros(n), np.zeros(n)
+    outputs = []
+    for t in range(x.shape[0]):
+        z = x[t] @ w + h @ u + b
+        i, f, g, o = _np_sigmoid(z[:n]), _np_sigmoid(z[n : 2 * n]), np.tanh(z[2 * n : 3 * n]), _np_sigmoid(z[3 * n :])
+        c = f * c + i * g
+        h = o * np.tanh(c)
+        outputs.append(h)
+    return np.stack(outputs), h, c
+
+
+@pytest.mark.parametrize("backward", [False, True])
+def test_willow_lstm_full_state_matches_numpy(backward):
+    """WILLOW: MultiRNNCell of BasicLSTMCell with state_is_tuple=False -> [c1, h1, c2, h2] to the head."""
+    model = build_model(
+        "LstmModel", num_classes=4, feature_sizes=(5,), max_frames=6, lstm_cells=3, lstm_full_state=True,
+        lstm_backward=backward, video_level_classifier_model="LogisticModel",
+    )
+    x, nf = _frames_for(5, 2, 6, [6, 4])
+    got = _predict(model, (x, nf))
+    for b in range(2):
+        frames = x[b, : nf[b]][::-1] if backward else x[b, : nf[b]]
+        seq, h1, c1 = _np_lstm(frames, model.lstm_0)
+        _, h2, c2 = _np_lstm(seq, model.lstm_1)
+        state = np.concatenate([c1, h1, c2, h2])
+        dense = model.classifier.dense
+        np.testing.assert_allclose(got[b], _np_sigmoid(state @ dense.kernel.numpy() + dense.bias.numpy()), rtol=1e-4, atol=1e-5)
+
+
+def test_nextvlad_logistic_penalises_weights_and_biases():
+    model = build_model("NeXtVLADModel", num_classes=5, feature_sizes=FEATURE_SIZES, **SMALL["NeXtVLADModel"], l2_penalty=0.5)
+    dense = model.classifier.dense
+    total = float(keras.ops.convert_to_numpy(tf.add_n(model.losses)))
+    expected = 0.5 * (np.sum(dense.kernel.numpy() ** 2) + np.sum(dense.bias.numpy() ** 2)) / 2
+    assert total == pytest.approx(expected, rel=1e-5)
 
 
 # ------------------------------------------------------------------------------------------------

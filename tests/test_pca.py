@@ -7,7 +7,10 @@ encoder, and expected outputs come from the published formulas computed with num
 
 from __future__ import annotations
 
+import importlib
 import io
+import subprocess
+import sys
 import struct
 import tarfile
 from pathlib import Path
@@ -21,7 +24,6 @@ from yt8m.pca import (
     PCA_EPSILON,
     Pca,
     dequantize,
-    fit_pca,
     load_matrix_data_pair,
     load_pca,
     load_vggish_npz,
@@ -29,8 +31,8 @@ from yt8m.pca import (
     quantize,
     read_matrix_data,
     save_matrix_data,
-    save_yt8m_npy,
 )
+from yt8m.pca.fit import fit_pca, save_yt8m_npy
 
 EPS = 1e-4  # REFERENCE.md §3, written out independently of PCA_EPSILON
 
@@ -469,3 +471,16 @@ def test_quantized_pca_output_round_trips(tmp_path: Path) -> None:
     floats = np.clip(pca.apply(x), -2, 2)
     restored = dequantize(pca.apply_and_quantize(x))
     assert np.abs(restored - floats).max() <= 4 / 255
+
+
+def test_fitting_is_loaded_only_when_asked_for() -> None:
+    """`import yt8m.pca` leaves scikit-learn out; `yt8m.pca.fit_pca` brings it in."""
+    code = (
+        "import sys, yt8m.pca as p; assert 'sklearn' not in sys.modules, 'loaded early'; "
+        "from yt8m.pca import fit_pca; assert fit_pca is p.fit.fit_pca; "
+        "assert 'sklearn' in sys.modules; print('ok')"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr
+    with pytest.raises(AttributeError, match="no attribute 'nothing'"):
+        getattr(importlib.import_module("yt8m.pca"), "nothing")

@@ -10,7 +10,7 @@ import pytest
 
 from yt8m.core import Yt8mError
 from yt8m.extractor import audio as audio_lib
-from yt8m.extractor import pipeline
+from yt8m.extractor import inputs, pipeline
 from yt8m.extractor import video as video_lib
 from yt8m.extractor.synthetic import make_labelled_video_set, write_test_video
 from yt8m.pca.quantization import NEUTRAL_BYTE, dequantize, quantize
@@ -53,6 +53,7 @@ def test_frames_audio_lengths_and_extras(models, clips):
         features = result.features
         frames = expected_frames[name]
         assert result.frames == frames and features.num_frames == frames
+        assert result.capped == (name == "long")  # 5 s at 1 fps, cut at 4
         assert features.rgb.shape == (frames, 1024) and features.rgb.dtype == np.uint8
         assert features.audio.shape == (frames, 128) and features.audio.dtype == np.uint8
         assert features.labels == [1, 3]
@@ -163,11 +164,11 @@ def test_short_clip_gives_one_frame_and_one_padded_example(models, clips):
 
 
 def test_options_are_validated(models):
-    with pytest.raises(Yt8mError, match="batch-size"):
+    with pytest.raises(Yt8mError, match="batch_size"):
         pipeline.FeatureExtractor(models, batch_size=0)
     with pytest.raises(Yt8mError, match="sampling"):
         pipeline.FeatureExtractor(models, sampling="every")
-    with pytest.raises(Yt8mError, match="max-frames"):
+    with pytest.raises(Yt8mError, match="max_frames"):
         pipeline.FeatureExtractor(models, max_frames=-1)
 
 
@@ -179,67 +180,67 @@ def test_collect_videos_from_files_folders_and_globs(tmp_path):
     (tmp_path / "set" / "readme.txt").write_text("not a video")
     (tmp_path / "set" / ".hidden").mkdir()
     write_test_video(tmp_path / "set" / ".hidden" / "skip.mp4", 1.0, audio=None)
-    found = pipeline.collect_videos([tmp_path / "set"])
+    found = inputs.collect_videos([tmp_path / "set"])
     assert sorted(f.path for f in found) == sorted(path for path, _ in made)
     assert all(f.root == tmp_path / "set" for f in found)
-    by_glob = pipeline.collect_videos([str(tmp_path / "set" / "*" / "*_000.mp4"), made[0][0]])
+    by_glob = inputs.collect_videos([str(tmp_path / "set" / "*" / "*_000.mp4"), made[0][0]])
     assert len(by_glob) == 2  # the file named twice is kept once
-    ids = {pipeline.video_id_for(f, "path") for f in found}
+    ids = {inputs.video_id_for(f, "path") for f in found}
     assert ids == {f"{name}/{name}_{k:03d}.mp4" for name in ("red_right", "green_circle") for k in range(2)}
-    assert {pipeline.video_id_for(f) for f in found} == {f"{n}_{k:03d}" for n in ("red_right", "green_circle") for k in range(2)}
+    assert {inputs.video_id_for(f) for f in found} == {f"{n}_{k:03d}" for n in ("red_right", "green_circle") for k in range(2)}
     with pytest.raises(Yt8mError, match="no such file"):
-        pipeline.collect_videos([tmp_path / "nope.mp4"])
+        inputs.collect_videos([tmp_path / "nope.mp4"])
     (tmp_path / "empty").mkdir()
     with pytest.raises(Yt8mError, match="no video files"):
-        pipeline.collect_videos([tmp_path / "empty"])
+        inputs.collect_videos([tmp_path / "empty"])
     with pytest.raises(Yt8mError, match="matches no files"):
-        pipeline.collect_videos([str(tmp_path / "*.mkv")])
+        inputs.collect_videos([str(tmp_path / "*.mkv")])
 
 
 def test_duplicate_ids_are_refused(tmp_path):
     items = [pipeline.VideoInput(Path("a/clip.mp4"), "clip"), pipeline.VideoInput(Path("b/clip.mp4"), "clip")]
-    with pytest.raises(Yt8mError, match="--id-from path"):
-        pipeline.check_unique_ids(items)
+    with pytest.raises(Yt8mError, match="set id_from to path"):
+        inputs.check_unique_ids(items)
 
 
 def test_labels_csv_formats(tmp_path):
     plain = tmp_path / "plain.csv"
     plain.write_text("videos/a.mp4,1;5\nb,7\nb,2\nc,\n")
-    assert pipeline.read_labels_csv(plain) == {"videos/a.mp4": (1, 5), "b": (2, 7), "c": ()}
+    assert inputs.read_labels_csv(plain) == {"videos/a.mp4": (1, 5), "b": (2, 7), "c": ()}
     headed = tmp_path / "headed.csv"
     headed.write_text("labels,id\n3 4,x\n")
-    assert pipeline.read_labels_csv(headed) == {"x": (3, 4)}
+    assert inputs.read_labels_csv(headed) == {"x": (3, 4)}
     names = tmp_path / "names.csv"
     names.write_text("id,labels\nx,cat;dog\n")
-    assert pipeline.read_labels_csv(names, ["dog", "cat"]) == {"x": (0, 1)}
-    with pytest.raises(Yt8mError, match="line 2.*--label-map"):
-        pipeline.read_labels_csv(names)
+    assert inputs.read_labels_csv(names, ["dog", "cat"]) == {"x": (0, 1)}
+    with pytest.raises(Yt8mError, match="line 2.*label_map"):
+        inputs.read_labels_csv(names)
     with pytest.raises(Yt8mError, match="not in the label map"):
-        pipeline.read_labels_csv(names, ["dog"])
+        inputs.read_labels_csv(names, ["dog"])
     bad = tmp_path / "bad.csv"
     bad.write_text("a,-1\n")
     with pytest.raises(Yt8mError, match="out of range"):
-        pipeline.read_labels_csv(bad)
+        inputs.read_labels_csv(bad)
     with pytest.raises(Yt8mError, match="not found"):
-        pipeline.read_labels_csv(tmp_path / "missing.csv")
+        inputs.read_labels_csv(tmp_path / "missing.csv")
 
 
 def test_label_lookup_by_id_path_or_name(tmp_path):
-    found = pipeline.FoundVideo(tmp_path / "folder" / "clip.mp4", tmp_path)
-    assert pipeline.lookup_labels({"clip": (1,)}, "clip", found) == (1,)
-    assert pipeline.lookup_labels({"folder/clip.mp4": (2,)}, "other", found) == (2,)
-    assert pipeline.lookup_labels({str((tmp_path / "folder" / "clip.mp4").resolve()): (3,)}, "x", found) == (3,)
-    assert pipeline.lookup_labels({"elsewhere": (4,)}, "x", found) is None
+    found = inputs.FoundVideo(tmp_path / "folder" / "clip.mp4", tmp_path)
+    assert inputs.lookup_labels({"clip": (1,)}, "clip", found) == (1,)
+    assert inputs.lookup_labels({"folder/clip.mp4": (2,)}, "other", found) == (2,)
+    assert inputs.lookup_labels({str((tmp_path / "folder" / "clip.mp4").resolve()): (3,)}, "x", found) == (3,)
+    assert inputs.lookup_labels({"elsewhere": (4,)}, "x", found) is None
 
 
 def test_label_maps(tmp_path):
     videos = [Path("d/cats/a.mp4"), Path("d/dogs/b.mp4"), Path("d/cats/c.mp4")]
-    assert pipeline.folder_label_map(videos) == ["cats", "dogs"]
-    assert pipeline.folder_label_map(videos + [Path("d/birds/x.mp4")], ["dogs", "cats"]) == ["dogs", "cats", "birds"]
-    saved = pipeline.write_label_map(pipeline.label_map_path_for(tmp_path / "out.tfrecord"), ["cats", "dogs"])
+    assert inputs.folder_label_map(videos) == ["cats", "dogs"]
+    assert inputs.folder_label_map(videos + [Path("d/birds/x.mp4")], ["dogs", "cats"]) == ["dogs", "cats", "birds"]
+    saved = inputs.write_label_map(inputs.label_map_path_for(tmp_path / "out.tfrecord"), ["cats", "dogs"])
     assert saved == tmp_path / "out.label_map.txt"
     assert saved.read_text() == "cats\ndogs\n"
-    assert pipeline.read_label_map(saved) == ["cats", "dogs"]
+    assert inputs.read_label_map(saved) == ["cats", "dogs"]
     (tmp_path / "dup.txt").write_text("a\nb\na\n")
     with pytest.raises(Yt8mError, match="more than once"):
-        pipeline.read_label_map(tmp_path / "dup.txt")
+        inputs.read_label_map(tmp_path / "dup.txt")

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from yt8m.classifier import records
+from yt8m.data import records, shards
 from yt8m.classifier.readers import (
     RecordSource,
     dequantize_tensor,
@@ -31,14 +31,15 @@ def make_video(video_id: str, frames: int, labels=(1, 3), seed: int = 0, **kwarg
 
 
 def write(path, videos) -> str:
-    with records.ShardWriter(path) as writer:
+    with shards.ShardWriter(path) as writer:
         for video in videos:
             writer.write(video)
     return str(path)
 
 
-def read_all(pattern, spec=SPEC, num_classes=5, video_level=False, batch_size=4) -> dict:
-    batches = list(RecordSource(pattern, spec, num_classes, video_level=video_level).iterate(batch_size))
+def read_all(pattern, spec=SPEC, num_classes=5, video_level=False, batch_size=4, normalize_video=True) -> dict:
+    source = RecordSource(pattern, spec, num_classes, video_level=video_level, normalize_video=normalize_video)
+    batches = list(source.iterate(batch_size))
     return {key: np.concatenate([b[key] for b in batches]) for key in batches[0]}
 
 
@@ -110,7 +111,7 @@ def test_legacy_video_id_key_is_accepted(tmp_path):
 
 def test_interleave_reads_every_shard(tmp_path):
     videos = [make_video(f"v{i}", 2 + i % 3, labels=(i % 5,), seed=i) for i in range(23)]
-    with records.ShardWriter(tmp_path / "s.tfrecord", shard_size=5) as writer:
+    with shards.ShardWriter(tmp_path / "s.tfrecord", shard_size=5) as writer:
         for video in videos:
             writer.write(video)
     source = RecordSource(str(tmp_path / "s-*"), SPEC, 5)
@@ -126,7 +127,7 @@ def test_interleave_reads_every_shard(tmp_path):
 
 def test_shuffled_dataset_covers_everything_once(tmp_path):
     videos = [make_video(f"v{i}", 2, labels=(i % 5,), seed=i) for i in range(12)]
-    with records.ShardWriter(tmp_path / "s.tfrecord", shard_size=4) as writer:
+    with shards.ShardWriter(tmp_path / "s.tfrecord", shard_size=4) as writer:
         for video in videos:
             writer.write(video)
     source = RecordSource(str(tmp_path / "s-*"), SPEC, 5)
@@ -134,9 +135,18 @@ def test_shuffled_dataset_covers_everything_once(tmp_path):
     assert sorted(ids) == sorted(v.video_id.encode() for v in videos)
 
 
+def zero_frame_record(video_id: str) -> bytes:
+    """A frame-level record with empty feature lists (yt8m's writer refuses one; other tools may not)."""
+    example = records.to_sequence_example(make_video(video_id, 1, labels=()))
+    for name in ("rgb", "audio"):
+        del example.feature_lists.feature_list[name].feature[:]
+    return example.SerializeToString()
+
+
 def test_numpy_transform_matches_the_graph(tmp_path):
-    videos = [make_video("a", 4), make_video("b", 8, seed=2), make_video("c", 0, labels=())]
-    out = read_all(write(tmp_path / "a.tfrecord", videos))
+    videos = [make_video("a", 4), make_video("b", 8, seed=2)]
+    path = write(tmp_path / "a.tfrecord", videos)
+    out = read_all(str(path))
     frames, counts = features_to_model_inputs(videos, SPEC)
     np.testing.assert_array_equal(counts, out["num_frames"])
     np.testing.assert_allclose(frames, out["frames"], rtol=1e-5, atol=1e-7)
@@ -149,11 +159,19 @@ def test_video_level_reader_uses_means_or_frame_means(tmp_path):
         mean_audio=np.linspace(0, 1, 128, dtype=np.float32),
     )
     frames_only = make_video("f", 5, seed=4)
-    out = read_all(write(tmp_path / "a.tfrecord", [with_means, frames_only]), video_level=True)
-    assert out["frames"].shape == (2, 1152)
-    np.testing.assert_allclose(out["frames"][0], np.concatenate([with_means.mean_rgb, with_means.mean_audio]), rtol=1e-6)
-    np.testing.assert_allclose(out["frames"][1], numpy_frames(frames_only).mean(axis=0), rtol=1e-5, atol=1e-6)
-    np.testing.assert_array_equal(out["num_frames"], [3, 5])
+    path = write(tmp_path / "a.tfrecord", [with_means, frames_only])
+    raw = read_all(path, video_level=True, normalize_video=False)
+    assert raw["frames"].shape == (2, 1152)
+    expected = [np.concatenate([with_means.mean_rgb, with_means.mean_audio]), numpy_frames(frames_only).mean(axis=0)]
+    np.testing.assert_allclose(raw["frames"][0], expected[0], rtol=1e-6)
+    np.testing.assert_allclose(raw["frames"][1], expected[1], rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(raw["num_frames"], [3, 5])
+    features, _ = features_to_model_inputs([with_means, frames_only], SPEC, video_level=True, normalize=False)
+    np.testing.assert_allclose(features, raw["frames"], rtol=1e-5, atol=1e-6)
+    # By default the concatenated vector is L2-normalised, as the starter does to every model input.
+    out = read_all(path, video_level=True)
+    for row, vector in enumerate(expected):
+        np.testing.assert_allclose(out["frames"][row], vector / np.linalg.norm(vector), rtol=1e-5, atol=1e-6)
     features, _ = features_to_model_inputs([with_means, frames_only], SPEC, video_level=True)
     np.testing.assert_allclose(features, out["frames"], rtol=1e-5, atol=1e-6)
 
@@ -163,7 +181,7 @@ def test_plain_video_level_examples(tmp_path):
     path = tmp_path / "video.tfrecord"
     with tf.io.TFRecordWriter(str(path)) as writer:
         writer.write(records.to_video_level_example(video).SerializeToString())
-    out = read_all(str(path), video_level=True)
+    out = read_all(str(path), video_level=True, normalize_video=False)
     np.testing.assert_allclose(out["frames"][0, :1024], 0.5)
     np.testing.assert_allclose(out["frames"][0, 1024:], -1.0)
     assert out["num_frames"][0] == 1 and out["labels"][0, 2] == 1
@@ -208,7 +226,7 @@ def test_missing_feature_is_reported(tmp_path):
 
 def test_label_out_of_range_is_a_clear_error(tmp_path):
     path = write(tmp_path / "a.tfrecord", [make_video("a", 3, labels=(1,)), make_video("b", 3, labels=(7,))])
-    with pytest.raises(Yt8mError, match=r"record 1 \(id 'b'\): label 7 is outside 0\.\.4.*--num-classes"):
+    with pytest.raises(Yt8mError, match=r"record 1 \(id 'b'\): label 7 is outside 0\.\.4.*`num_classes`"):
         read_all(path, num_classes=5)
 
 
@@ -226,3 +244,34 @@ def test_features_with_different_frame_counts(tmp_path):
         writer.write(example.SerializeToString())
     with pytest.raises(Yt8mError, match=r"odd\.tfrecord.*different frame counts \('rgb' 3, 'audio' 2\)"):
         read_all(str(path))
+
+
+def write_examples(path, examples) -> str:
+    """Records written with TensorFlow's own writer (ours refuses what these tests need)."""
+    with tf.io.TFRecordWriter(str(path)) as writer:
+        for example in examples:
+            writer.write(example.SerializeToString())
+    return str(path)
+
+
+def test_records_without_id_or_frames_are_refused(tmp_path):
+    nameless = records.to_sequence_example(make_video("x", 3))
+    nameless.context.feature[records.ID_KEY].bytes_list.value[:] = [b""]
+    path = write_examples(tmp_path / "nameless.tfrecord", [records.to_sequence_example(make_video("a", 3)), nameless])
+    with pytest.raises(Yt8mError, match=r"nameless\.tfrecord: record 1: has no video id"):
+        read_all(path)
+    path = tmp_path / "empty.tfrecord"
+    with tf.io.TFRecordWriter(str(path)) as writer:
+        writer.write(zero_frame_record("e"))
+    with pytest.raises(Yt8mError, match=r"empty\.tfrecord: record 0 \(id 'e'\): has zero frames"):
+        read_all(path)
+
+
+def test_a_file_cut_inside_a_record_header_is_refused_before_reading(tmp_path):
+    path = tmp_path / "cut.tfrecord"
+    write(path, [make_video("a", 3), make_video("b", 3)])
+    whole = path.read_bytes()
+    first = len(whole) // 2  # the two records have the same size
+    path.write_bytes(whole[: first + 5])  # TensorFlow alone would read one record and stop silently
+    with pytest.raises(Yt8mError, match=r"cut\.tfrecord"):
+        RecordSource(str(path), SPEC, 5)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from yt8m.classifier import records
+from yt8m.data import records, shards
 from yt8m.core import VideoFeatures, Yt8mError
 
 
@@ -99,6 +99,10 @@ def test_video_level_example_parses():
         (lambda p: p.feature_lists.feature_list["audio"].feature.pop(),
          "'rgb' has 4 frames but 'audio' has 3"),
         (lambda p: p.context.feature.__delitem__("id"), "missing the video id"),
+        (lambda p: p.context.feature["id"].bytes_list.value.__setitem__(0, b""), "empty video id"),
+        (lambda p: p.context.feature["id"].bytes_list.value.__setitem__(0, b"a,b"), "contains ','"),
+        (lambda p: [p.feature_lists.feature_list[key].ClearField("feature") for key in ("rgb", "audio")],
+         "has zero frames"),
         (lambda p: p.feature_lists.feature_list.__delitem__("audio"), "has no 'audio' feature list"),
     ],
 )
@@ -123,69 +127,9 @@ def test_writer_refuses_mismatched_lengths():
         records.serialize(video)
 
 
-def test_single_file_written_via_temporary_name(tmp_path):
-    out = tmp_path / "out.tfrecord"
-    writer = records.ShardWriter(out)
-    writer.write(make_video("a"))
-    assert not out.exists()  # not visible until complete
-    assert [p.name for p in tmp_path.iterdir()] == [".out.tfrecord.inprogress"]
-    assert writer.close() == [out]
-    assert [v.video_id for v in records.read_records(out)] == ["a"]
-
-
-def test_shards_get_final_names_and_hold_every_record(tmp_path):
-    out = tmp_path / "out.tfrecord"
-    with records.ShardWriter(out, shard_size=2) as writer:
-        for i in range(5):
-            writer.write(make_video(f"v{i}", seed=i))
-    names = sorted(p.name for p in tmp_path.iterdir())
-    assert names == [f"out-0000{i}-of-00003.tfrecord" for i in range(3)]
-    assert [v.video_id for v in records.read_records(str(tmp_path / "out-*"))] == [f"v{i}" for i in range(5)]
-    assert records.existing_ids(out) == {f"v{i}" for i in range(5)}
-
-
-def test_interrupted_writer_keeps_complete_shards_and_resume_adds(tmp_path):
-    out = tmp_path / "out.tfrecord"
-    with pytest.raises(KeyboardInterrupt):
-        with records.ShardWriter(out, shard_size=2) as writer:
-            for i in range(5):
-                writer.write(make_video(f"v{i}", seed=i))
-                if i == 2:
-                    raise KeyboardInterrupt
-    # two complete records survive in a hidden complete shard, the partial one is gone
-    assert records.existing_ids(out) == {"v0", "v1"}
-    assert not list(tmp_path.glob("*.inprogress"))
-    with records.ShardWriter(out, shard_size=2, resume=True) as writer:
-        for i in range(2, 5):
-            writer.write(make_video(f"v{i}", seed=i))
-    ids = [v.video_id for v in records.read_records(str(tmp_path / "out-*"))]
-    assert ids == [f"v{i}" for i in range(5)]
-    assert len(list(tmp_path.glob("out-*-of-00003.tfrecord"))) == 3
-
-
-def test_resume_of_single_file_copies_forward(tmp_path):
-    out = tmp_path / "out.tfrecord"
-    with records.ShardWriter(out) as writer:
-        writer.write(make_video("a"))
-    with records.ShardWriter(out, resume=True) as writer:
-        writer.write(make_video("b"))
-    assert [v.video_id for v in records.read_records(out)] == ["a", "b"]
-
-
-def test_new_run_replaces_old_shards(tmp_path):
-    out = tmp_path / "out.tfrecord"
-    with records.ShardWriter(out, shard_size=1) as writer:
-        for i in range(3):
-            writer.write(make_video(f"old{i}"))
-    with records.ShardWriter(out, shard_size=5) as writer:
-        writer.write(make_video("new"))
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["out-00000-of-00001.tfrecord"]
-    assert [v.video_id for v in records.read_records(str(tmp_path))] == ["new"]
-
-
 def test_truncated_and_corrupt_files_are_named(tmp_path):
     good = tmp_path / "good.tfrecord"
-    with records.ShardWriter(good) as writer:
+    with shards.ShardWriter(good) as writer:
         writer.write(make_video("a"))
         writer.write(make_video("b"))
     data = good.read_bytes()
@@ -215,3 +159,88 @@ def test_list_record_files(tmp_path):
         records.list_record_files(str(tmp_path / "validate*.tfrecord"))
     with pytest.raises(Yt8mError, match="missing.tfrecord: no such file"):
         records.list_record_files(str(tmp_path / "missing.tfrecord"))
+
+
+def _file_of(tmp_path, count: int, name: str = "good.tfrecord"):
+    path = tmp_path / name
+    with tf.io.TFRecordWriter(str(path)) as writer:
+        for i in range(count):
+            writer.write(records.serialize(make_video(f"v{i:02d}", frames=2, seed=i)))
+    return path
+
+
+def _record_starts(data: bytes) -> list[int]:
+    """Byte offsets where each record starts, read from the length headers (independent of records.py)."""
+    starts, offset = [], 0
+    while offset < len(data):
+        starts.append(offset)
+        offset += 12 + int.from_bytes(data[offset:offset + 8], "little") + 4
+    return starts
+
+
+def test_file_cut_inside_a_record_header_is_refused_everywhere(tmp_path):
+    data = _file_of(tmp_path, 40).read_bytes()
+    cut = tmp_path / "cut.tfrecord"
+    cut.write_bytes(data[: _record_starts(data)[20] + 5])  # 5 bytes into record 20's header
+    expected = r"cut.tfrecord: not a valid TFRecord file: truncated at record 20"
+    with pytest.raises(Yt8mError, match=expected):
+        records.count_records(cut)
+    with pytest.raises(Yt8mError, match=expected):
+        records.check_record_files([str(tmp_path / "good.tfrecord"), str(cut)])
+    with pytest.raises(Yt8mError, match=expected):
+        list(records.read_records(cut))
+    kept, layout = records.complete_records(cut)  # what a resume recovers
+    assert len(kept) == 20 and not layout.complete
+    assert [records.parse_record(d).video_id for d in kept] == [f"v{i:02d}" for i in range(20)]
+    records.check_record_files([str(tmp_path / "good.tfrecord")])
+    assert records.count_records(tmp_path / "good.tfrecord") == 40
+
+
+def test_five_byte_file_and_garbage_after_the_last_record(tmp_path):
+    five = tmp_path / "five.tfrecord"
+    five.write_bytes(b"\x05\x00\x00\x00\x00")
+    with pytest.raises(Yt8mError, match="five.tfrecord: not a valid TFRecord file: truncated at record 0"):
+        records.check_record_files([str(five)])
+    data = _file_of(tmp_path, 3).read_bytes()
+    padded = tmp_path / "padded.tfrecord"
+    padded.write_bytes(data + bytes(16))  # zeros where a header should be: its checksum fails
+    with pytest.raises(Yt8mError, match="padded.tfrecord: not a valid TFRecord file: corrupted at record 3"):
+        records.count_records(padded)
+    empty = tmp_path / "empty.tfrecord"
+    empty.write_bytes(b"")
+    assert records.count_records(empty) == 0
+
+
+@pytest.mark.parametrize("bad", ["a,b", 'say "hi"', "two\nlines", "tab\there", "cr\r", ""])
+def test_video_ids_that_would_break_the_csv_are_refused(bad):
+    with pytest.raises(Yt8mError, match="clip.mp4: "):
+        records.check_video_id(bad, "clip.mp4")
+    with pytest.raises(Yt8mError):
+        records.serialize(make_video(bad))
+
+
+def test_ordinary_video_ids_pass():
+    for good in ["Ab3d", "my clip (2)", "été-2019_x", "a.b/c"]:
+        assert records.check_video_id(good) == good
+
+
+def test_zero_frame_records_are_not_written():
+    with pytest.raises(Yt8mError, match="zero frames"):
+        records.serialize(make_video(frames=0))
+
+
+@pytest.mark.parametrize("bad", ["1e20", "1.5", "-1", "x", str(2**40)])
+def test_labels_a_record_cannot_hold_are_refused(bad):
+    with pytest.raises(Yt8mError, match="labels.csv: label"):
+        records.check_labels([bad], "labels.csv")
+    assert records.check_labels(["3", 7, " 12 "]) == (3, 7, 12)
+    with pytest.raises(Yt8mError, match="out of range: more than the 10 classes"):
+        records.check_labels([10], num_classes=10)
+    with pytest.raises(Yt8mError, match="label"):
+        records.serialize(make_video(labels=[2**40]))
+
+
+def test_label_map_lines_bom_and_blank_lines():
+    assert records.validate_label_map_lines(["\ufeffcat", "dog", "", ""]) == ["cat", "dog"]
+    with pytest.raises(Yt8mError, match="map.txt: line 2 is blank"):
+        records.validate_label_map_lines(["cat", "  ", "dog"], "map.txt")

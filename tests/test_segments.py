@@ -11,13 +11,12 @@ import pytest
 from yt8m.app.cli import main
 from yt8m.classifier import metrics
 from yt8m.classifier.config import ModelConfig
-from yt8m.classifier.evaluation import load_scores
+from yt8m.classifier.evaluation import evaluate_segments, load_scores
 from yt8m.classifier.readers import features_to_model_inputs
-from yt8m.classifier.records import ShardWriter
+from yt8m.data.shards import ShardWriter
 from yt8m.classifier.segments import (
     SEGMENT_CSV_HEADER,
     SegmentSource,
-    evaluate_segments,
     parse_shifts,
     predict_segment_batches,
     read_segment_csv,
@@ -113,12 +112,12 @@ def test_tta_windows_are_shifted_and_clamped_to_the_video(tmp_path):
         "v", 20, 3, segment_start_times=[0, 15], segment_end_times=[5, 20], segment_labels=[1, 1], segment_scores=[1.0, 0.0]
     )
     path = write_videos(tmp_path / "s.tfrecord", [video])
-    shifts = (-2, 0, 3)
-    batch = next(SegmentSource(str(path), SPEC, CLASSES, shifts=shifts).iterate(8))
+    shifts = (-2, 0, 3)  # tta.py's direction: shift -2 reads the window 2 frames later
+    batch = next(SegmentSource(str(path), SPEC, CLASSES, shifts=shifts, tta_mode="clamp").iterate(8))
     assert batch["frames"].shape == (2, 3, SEGMENT_FRAMES, sum(SIZES))
     for row, start in enumerate([0, 15]):
         for k, shift in enumerate(shifts):
-            clamped = min(max(start + shift, 0), 20 - SEGMENT_FRAMES)
+            clamped = min(max(start - shift, 0), 20 - SEGMENT_FRAMES)
             np.testing.assert_allclose(batch["frames"][row, k], window_inputs(video, clamped), rtol=1e-6, atol=1e-6)
 
 
@@ -149,7 +148,7 @@ def test_bad_segment_label_is_one_line_error_naming_the_file(tmp_path):
 def test_parse_shifts_and_whitelist(tmp_path, shared_data):
     assert parse_shifts("-2,-1,0,1") == (-2, -1, 0, 1)
     assert parse_shifts(None) == (0,)
-    with pytest.raises(Yt8mError, match="--tta-shifts"):
+    with pytest.raises(Yt8mError, match="`tta_shifts`"):
         parse_shifts("a,1")
     official = resolve_segment_classes(shared_data / "segment_label_ids.csv", 3862)
     assert len(official) == 1000 and official == sorted(official)
@@ -244,7 +243,8 @@ def test_segment_csv_format_cap_whitelist_and_eval_reads_it(trained, tmp_path, c
 
 def test_tta_averages_shifted_windows_and_smooths_a_shifted_pattern(trained, tmp_path):
     model, config, _ = load_trained_model(trained / "segment")
-    # Patterns moved 2 frames later than their rated windows: shifts toward them must help.
+    # Patterns moved 2 frames later than their rated windows: shifts toward them (-1, -2: the
+    # window read 1, 2 frames later, tta.py's direction) must help; the shifts' scores averaged.
     videos = []
     for video in synthetic_videos(60, CLASSES, frames=(20, 40), seed=5, segments=True, feature_sizes=SIZES):
         video.rgb = np.roll(video.rgb, 2, axis=0)
@@ -252,16 +252,16 @@ def test_tta_averages_shifted_windows_and_smooths_a_shifted_pattern(trained, tmp
         videos.append(video)
     path = str(write_videos(tmp_path / "shifted.tfrecord", videos))
     per_shift = {}
-    for shift in (0, 1, 2):
+    for shift in (0, -1, -2):
         batches = list(predict_segment_batches(path, model, config, shifts=(shift,)))
         per_shift[shift] = np.concatenate([b.predictions for b in batches])
-    batches = list(predict_segment_batches(path, model, config, shifts=(0, 1, 2)))
+    batches = list(predict_segment_batches(path, model, config, shifts=(0, -1, -2)))
     averaged = np.concatenate([b.predictions for b in batches])
-    np.testing.assert_allclose(averaged, np.mean([per_shift[s] for s in (0, 1, 2)], axis=0), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(averaged, np.mean([per_shift[s] for s in (0, -1, -2)], axis=0), rtol=1e-5, atol=1e-6)
     labels = np.concatenate([b.labels for b in batches])
     weights = np.concatenate([b.weights for b in batches])
     plain = metrics.segment_map(per_shift[0], labels, weights)
-    tta = evaluate_segments(path, trained / "segment", shifts=(0, 1, 2))["segment_map"]
+    tta = evaluate_segments(path, trained / "segment", shifts=(0, -1, -2), tta_combine="mean")["segment_map"]
     assert tta == pytest.approx(metrics.segment_map(averaged, labels, weights))
     assert tta > plain
 
@@ -274,7 +274,8 @@ def test_cli_errors(trained, tmp_path, capsys):
     code, _, err = run(capsys, "train", "--train-data", trained / "train.tfrecord", "--train-dir", trained / "segment", "--max-steps", "151")
     assert code == 0, err  # resuming a segment train dir keeps its mode
     assert ModelConfig.load(trained / "segment").segments == "segment"
-    code, _, err = run(capsys, "train", "--train-data", trained / "train.tfrecord", "--train-dir", trained / "video", "--segment-labels", "--max-steps", "151")
+    # A video train dir may continue on segment labels (the 9th place's fine-tuning), not with video context.
+    code, _, err = run(capsys, "train", "--train-data", trained / "train.tfrecord", "--train-dir", trained / "video", "--segment-labels", "--segment-context", "--max-steps", "151")
     one_line_error(code, err, "video labels")
     plain = tmp_path / "plain.tfrecord"
     make_synthetic_records(plain, 3, CLASSES, frames=(10, 12), feature_sizes=SIZES)  # video labels only

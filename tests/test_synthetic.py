@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from yt8m.app.cli import main
-from yt8m.classifier import records
+from yt8m.data import records
 from yt8m.classifier.synthetic import class_patterns, make_synthetic_records, synthetic_videos
 from yt8m.core import SEGMENT_FRAMES, Yt8mError
 from yt8m.pca import dequantize
@@ -113,3 +113,20 @@ def test_synth_command(tmp_path, capsys):
     assert "7 synthetic videos" in capsys.readouterr().out
     assert main(["synth", "-o", str(out), "--frames", "9,3"]) == 1
     assert "--frames" in capsys.readouterr().err
+
+
+def test_existing_output_is_replaced_only_with_overwrite(tmp_path, capsys):
+    out = tmp_path / "data.tfrecord"
+    make_synthetic_records(out, 3, 4, frames=(3, 4), feature_sizes=(16, 4))
+    before = out.read_bytes()
+    with pytest.raises(Yt8mError, match="overwrite"):
+        make_synthetic_records(out, 5, 4, frames=(3, 4), feature_sizes=(16, 4), seed=1)
+    assert out.read_bytes() == before  # refused before anything was written
+    make_synthetic_records(out, 5, 4, frames=(3, 4), feature_sizes=(16, 4), seed=1, overwrite=True)
+    assert len(list(records.iterate_raw_records(str(out)))) == 5
+    args = ["synth", "-o", str(out), "--videos", "2", "--classes", "4", "--frames", "3,4", "--feature-sizes", "16,4"]
+    assert main(args) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and str(out) in err and "Traceback" not in err, err
+    assert main([*args, "--overwrite"]) == 0
+    assert len(list(records.iterate_raw_records(str(out)))) == 2

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from yt8m import api
 from yt8m.app.cli import main
 from yt8m.classifier import metrics
 from yt8m.classifier.evaluation import (
@@ -203,3 +204,15 @@ def test_prediction_lines_rank_by_score_then_class_index():
     classes, scores = top_k_pairs(predictions, 3)
     assert format_prediction_line("a", classes[0], scores[0]) == "a,1 0.5 2 0.5 3 0.25\n"
     assert format_prediction_line("b", classes[1], scores[1]) == "b,3 0.75 2 1e-07 0 0\n"
+
+
+def test_an_interrupted_train_says_where_its_checkpoint_is_and_how_to_resume(tmp_path, capsys, monkeypatch):
+    def interrupted(*args, **kwargs):
+        stop = KeyboardInterrupt()
+        stop.add_note(f"{tmp_path}: interrupted at step 7; checkpoint {tmp_path}/ckpt-7 (step 7); run the same training again")
+        raise stop
+
+    monkeypatch.setattr(api, "train", interrupted)
+    code, _, err = run(capsys, "train", "--train-data", tmp_path / "x.tfrecord", "--train-dir", tmp_path, "--model", "MoeModel")
+    assert code == 130
+    assert "interrupted at step 7" in err and "ckpt-7" in err and "Traceback" not in err, err

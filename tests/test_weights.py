@@ -10,7 +10,7 @@ import tarfile
 import numpy as np
 import pytest
 
-from yt8m import downloads
+from yt8m import downloads, trust
 from yt8m.app.cli import main
 from yt8m.core import Yt8mError
 from yt8m.extractor import weights
@@ -56,7 +56,7 @@ def npy_bytes(array: np.ndarray) -> bytes:
 def test_catalogue_entries_are_complete_and_distinct():
     files = list(weights.CATALOGUE.values())
     assert len({f.filename for f in files}) == len(files)
-    assert all(f.url.startswith(("http://", "https://")) and f.description for f in files)
+    assert all(f.url.startswith("https://") and f.description for f in files)  # no plain http anywhere
     for name in ("inception", "yt8m-pca", "vggish", "vggish-pca", "vocabulary", "label-map",
                  "segment-label-ids", "baseline-model"):
         assert weights.get(name).name == name
@@ -69,7 +69,7 @@ def test_catalogue_entries_are_complete_and_distinct():
         assert weights.get(name).sha256 == digest
     pca_urls = {weights.get(n).url for n in weights.GROUPS["mediapipe-pca"]}
     assert pca_urls == {
-        f"http://data.yt8m.org/pca_matrix_data/{m}_{k}_matrix_data.pb"
+        f"https://storage.googleapis.com/data.yt8m.org/pca_matrix_data/{m}_{k}_matrix_data.pb"
         for m in ("inception3", "vggish") for k in ("mean", "projection")
     }
     assert set(weights.ARCHIVES) <= set(weights.CATALOGUE)
@@ -164,6 +164,62 @@ def test_archive_without_the_needed_member_is_an_error(monkeypatch, tmp_path):
     serve(monkeypatch, tmp_path, "inception", tar_bytes({"LICENSE": b"text"}))
     with pytest.raises(Yt8mError, match="does not contain classify_image_graph_def.pb"):
         weights.fetch("inception")
+
+
+def test_unpacked_members_are_hashed_and_checked_on_use(monkeypatch, tmp_path):
+    payload = tar_bytes({"mean.npy": npy_bytes(np.zeros((4, 1))), "eigenvals.npy": npy_bytes(np.ones((4, 1))),
+                         "eigenvecs.npy": npy_bytes(np.eye(4))})
+    serve(monkeypatch, tmp_path, "yt8m-pca", payload)
+    models = tmp_path / "models"
+    folder = weights.fetch("yt8m-pca", directory=models)
+    manifest = weights.manifest_path("yt8m-pca", models)
+    assert manifest.is_file() and "eigenvecs.npy" in manifest.read_text()
+    assert weights.locate("yt8m-pca", models) == folder
+    (folder / "eigenvecs.npy").write_bytes(npy_bytes(np.eye(4) * 2))  # changed after the fetch
+    with pytest.raises(Yt8mError, match=r"eigenvecs.npy: changed since it was fetched .*--force"):
+        weights.locate("yt8m-pca", models)
+    weights.fetch("yt8m-pca", directory=models, force=True)
+    assert weights.locate("yt8m-pca", models) == folder
+
+
+def test_archive_bomb_is_refused_early_and_cleaned_up(monkeypatch, tmp_path):
+    """A small archive that would unpack far beyond what the catalogue expects of it."""
+    monkeypatch.setitem(weights.ARCHIVE_MAX_BYTES, "inception", 1 << 20)
+    zeros = bytes(32 << 20)
+    payload = tar_bytes({"classify_image_graph_def.pb": b"g", "bomb.bin": zeros})
+    assert len(payload) < 100_000  # ~32 KB that would become 32 MB
+    serve(monkeypatch, tmp_path, "inception", payload)
+    models = tmp_path / "models"
+    with pytest.raises(Yt8mError, match=r"refusing to unpack \d+ bytes \(at most 1048576 expected"):
+        weights.fetch("inception", directory=models)
+    leftovers = [p for p in models.iterdir() if p.name != "inception-2015-12-05.tgz" and not p.name.endswith(".sha256")]
+    assert leftovers == []  # no folder, no staging
+
+
+def test_a_symlinked_destination_is_one_line(monkeypatch, tmp_path):
+    payload = tar_bytes({"classify_image_graph_def.pb": b"graph"})
+    serve(monkeypatch, tmp_path, "inception", payload)
+    models = tmp_path / "models"
+    models.mkdir()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (models / "inception-2015-12-05").symlink_to(elsewhere)
+    with pytest.raises(Yt8mError, match="inception-2015-12-05: is a symbolic link"):
+        weights.fetch("inception", directory=models, force=True)
+    assert elsewhere.is_dir() and (models / "inception-2015-12-05").is_symlink()
+    (models / "vggish_model.ckpt").symlink_to(tmp_path / "nowhere.ckpt")
+    serve(monkeypatch, tmp_path, "vggish", b"ckpt")
+    with pytest.raises(Yt8mError, match="vggish_model.ckpt: is a symbolic link to nothing"):
+        weights.fetch("vggish", directory=models)
+
+
+def test_baseline_model_from_the_catalogue_is_trusted(monkeypatch, tmp_path):
+    pb = b"\x08\x01"  # a SavedModel proto with only its schema version
+    serve(monkeypatch, tmp_path, "baseline-model", tar_bytes({"export/saved_model.pb": pb}))
+    folder = weights.fetch("baseline-model", directory=tmp_path / "models")
+    assert trust.is_trusted(folder)
+    (folder / "saved_model.pb").write_bytes(pb + b"\x08\x01")
+    assert not trust.is_trusted(folder)
 
 
 # ------------------------------------------------------------------------------------ locating

@@ -11,11 +11,44 @@ from typing import Any
 
 import numpy as np
 
+__version__ = "0.1.0"
+"""yt8m's version (re-exported as `yt8m.__version__`), recorded in every config and export."""
+
 RGB_SIZE = 1024
 AUDIO_SIZE = 128
 MAX_FRAMES = 300
 NUM_CLASSES = 3862
 SEGMENT_FRAMES = 5
+L2_EPSILON = 1e-12
+"""Epsilon of the per-frame L2 normalisation of model inputs (`tf.math.l2_normalize`'s default):
+the readers, the exported graphs, the segment reader and the models' own normalisation share it."""
+
+# Compact-model defaults (2018 1st place), here so that the CLI's option defaults name them too.
+DISTILL_LAMBDA = 0.5  # train_distill.py --loss_lambda: weight of the teacher's cross-entropy
+EMA_HALFLIFE = 2000.0  # the EMA stage's half-life in steps (the seed's README; its flag defaulted to 3000)
+
+# The kinds of backbone weights a record or a model can be made with (the records' `yt8m_weights`).
+WEIGHTS_YT8M = "yt8m"  # the official Inception 2015 graph + VGGish with the dataset's PCA
+WEIGHTS_KERAS = "keras"  # Keras ImageNet Inception-v3: fine for custom data, not YT8M-compatible
+WEIGHTS_RANDOM = "random"  # random weights: for tests and the offline demo, never real features
+HUB_PREFIX = "hub:"  # `hub:PATH_OR_URL`, an image feature-vector SavedModel
+WEIGHT_KINDS = (WEIGHTS_YT8M, WEIGHTS_KERAS, WEIGHTS_RANDOM, HUB_PREFIX)
+
+
+def weights_kind(weights: str) -> str:
+    """The kind of a weights value (`hub:...` -> `hub:`); a Yt8mError for an unknown one."""
+    if weights.startswith(HUB_PREFIX):
+        return HUB_PREFIX
+    if weights in WEIGHT_KINDS:
+        return weights
+    raise Yt8mError(
+        f"unknown weights {weights!r}; choose {WEIGHTS_YT8M}, {WEIGHTS_KERAS}, {WEIGHTS_RANDOM} or {HUB_PREFIX}PATH"
+    )
+
+
+def is_yt8m_compatible(weights: str | None) -> bool:
+    """Only features made with the official weights (or with no mark, like the dataset) match YT8M models."""
+    return weights is None or weights == WEIGHTS_YT8M
 
 
 class Yt8mError(Exception):

@@ -7,9 +7,9 @@ Every official file yt8m uses (weights, PCA matrices, vocabulary) is described o
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
-import shutil
 import tarfile
 import tempfile
 import urllib.error
@@ -20,11 +20,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from yt8m.core import Yt8mError
+from yt8m.data.files import remove_path, replace_path
 
 CACHE_ENV = "YT8M_HOME"
 DEFAULT_CACHE = Path("~/.cache/yt8m")
 DOWNLOAD_TIMEOUT_SECONDS = 60
 CHUNK_BYTES = 1 << 20
+# Bounds for an archive's unpacked content when the catalogue gives none (see `safe_extract`).
+DEFAULT_MAX_EXPANDED_BYTES = 2 << 30
+DEFAULT_MAX_MEMBERS = 10_000
 
 ProgressCallback = Callable[[int, int | None], None]  # (bytes so far, total bytes or None)
 
@@ -99,21 +103,38 @@ def fetch(file: OfficialFile, force: bool = False, progress: ProgressCallback | 
     if target.exists() and not force:
         verify(file, target)
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".download", dir=target.parent)
+    if target.is_symlink():
+        raise Yt8mError(
+            f"{target}: is a symbolic link{'' if target.exists() else ' to nothing'}; yt8m does not replace "
+            f"links: remove it, or download into the folder it points to"
+        )
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise Yt8mError(f"{target.parent}: cannot create the folder for {file.name} ({error.strerror})") from None
+    try:
+        handle, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".download", dir=target.parent)
+    except OSError as error:
+        raise Yt8mError(f"{target.parent}: cannot write {file.name} there ({error.strerror})") from None
     tmp = Path(tmp_name)
+    done = 0
     try:
         with os.fdopen(handle, "wb") as out:
             try:
                 with urllib.request.urlopen(file.url, timeout=DOWNLOAD_TIMEOUT_SECONDS) as response:
                     total = getattr(response, "length", None)
-                    done = 0
                     for chunk in iter(lambda: response.read(CHUNK_BYTES), b""):
-                        out.write(chunk)
+                        _write_chunk(out, chunk, file, target, done)
                         done += len(chunk)
                         if progress:
                             progress(done, total)
+                    out.flush()
+                    os.fsync(out.fileno())
+            except Yt8mError:
+                raise
             except (urllib.error.URLError, OSError, ValueError) as error:
+                if isinstance(error, OSError) and error.errno in _DISK_ERRORS:
+                    raise _disk_error(error, file, target, done) from None
                 reason = getattr(error, "reason", error)
                 local = f" or pass a local copy with {file.option}" if file.option else ""
                 raise Yt8mError(
@@ -135,6 +156,25 @@ def fetch(file: OfficialFile, force: bool = False, progress: ProgressCallback | 
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+_DISK_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM)
+
+
+def _disk_error(error: OSError, file: OfficialFile, target: Path, done: int) -> Yt8mError:
+    reason = "no space left on device" if error.errno in (errno.ENOSPC, errno.EDQUOT) else error.strerror
+    return Yt8mError(
+        f"{target.parent}: {reason} while downloading {file.name} ({done} bytes written, the partial "
+        "download was removed); free space or choose another folder, then fetch again"
+    )
+
+
+def _write_chunk(out, chunk: bytes, file: OfficialFile, target: Path, done: int) -> None:
+    """Write one downloaded chunk; a full or read-only disk is a one-line error, not a network one."""
+    try:
+        out.write(chunk)
+    except OSError as error:
+        raise _disk_error(error, file, target, done) from None
 
 
 def resolve(file: OfficialFile, local: str | os.PathLike | None = None) -> Path:
@@ -160,23 +200,55 @@ def _check_member_path(name: str, archive: Path) -> None:
         raise Yt8mError(f"{archive}: refusing archive member {name!r} outside the target folder")
 
 
-def safe_extract(archive: str | os.PathLike, destination: str | os.PathLike) -> Path:
-    """Extract a tar(.gz) or zip archive, refusing absolute paths, '..', links and devices.
+def _expanded_size(archive: Path, sizes: list[int], max_bytes: int, max_members: int) -> None:
+    """Refuse an archive whose members would unpack to more than the bounds (before writing anything)."""
+    if len(sizes) > max_members:
+        raise Yt8mError(f"{archive}: refusing to unpack {len(sizes)} members (at most {max_members} expected)")
+    total = sum(sizes)
+    if total > max_bytes:
+        raise Yt8mError(
+            f"{archive}: refusing to unpack {total} bytes (at most {max_bytes} expected for this archive); "
+            "it is not the expected file"
+        )
 
+
+def safe_extract(
+    archive: str | os.PathLike,
+    destination: str | os.PathLike,
+    max_bytes: int = DEFAULT_MAX_EXPANDED_BYTES,
+    max_members: int = DEFAULT_MAX_MEMBERS,
+) -> Path:
+    """Extract a tar(.gz) or zip archive, refusing absolute paths, '..', links, devices and bombs.
+
+    The members' declared sizes (which bound what tarfile / zipfile write) must add up to at most
+    `max_bytes`, and there may be at most `max_members`: checked before anything is written.
     Extraction goes to a temporary folder beside `destination`, which is renamed into place when
-    complete, so a failed extraction never leaves a half-filled folder.
+    complete, so a failed or refused extraction never leaves a half-filled folder. A destination
+    that is a symbolic link is refused (it is never followed or replaced).
     """
     archive = Path(archive)
     destination = Path(destination)
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{destination.name}.", dir=destination.parent))
+    if destination.is_symlink():
+        raise Yt8mError(
+            f"{destination}: is a symbolic link; yt8m does not unpack through links: remove it, "
+            "or give the folder it points to"
+        )
+    if destination.exists() and not destination.is_dir():
+        raise Yt8mError(f"{destination}: exists and is not a folder; remove it to unpack {archive.name} there")
+    try:
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{destination.name}.", dir=destination.parent))
+    except OSError as error:
+        raise Yt8mError(f"{destination.parent}: cannot unpack {archive.name} there ({error.strerror})") from None
     try:
         if zipfile.is_zipfile(archive):
             with zipfile.ZipFile(archive) as bundle:
-                for info in bundle.infolist():
+                infos = bundle.infolist()
+                for info in infos:
                     _check_member_path(info.filename, archive)
                     if (info.external_attr >> 16) & 0o170000 == 0o120000:
                         raise Yt8mError(f"{archive}: refusing symbolic link {info.filename!r}")
+                _expanded_size(archive, [info.file_size for info in infos], max_bytes, max_members)
                 bundle.extractall(staging)
         else:
             try:
@@ -184,16 +256,22 @@ def safe_extract(archive: str | os.PathLike, destination: str | os.PathLike) -> 
             except (tarfile.TarError, OSError) as error:
                 raise Yt8mError(f"{archive}: not a readable tar or zip archive ({error})") from None
             with bundle:
-                members = bundle.getmembers()
-                for member in members:
+                members = []
+                for member in bundle:  # stops early: a bomb of many members is refused while listing
                     _check_member_path(member.name, archive)
                     if not (member.isfile() or member.isdir()):
                         raise Yt8mError(f"{archive}: refusing {member.name!r} (links and devices are not extracted)")
+                    members.append(member)
+                    _expanded_size(archive, [m.size for m in members], max_bytes, max_members)
                 bundle.extractall(staging, members=members, filter="data")
-        if destination.exists():
-            shutil.rmtree(destination)
-        os.replace(staging, destination)
+        replace_path(staging, destination)
         return destination
+    except OSError as error:
+        if error.errno in _DISK_ERRORS:
+            reason = "no space left on device" if error.errno in (errno.ENOSPC, errno.EDQUOT) else error.strerror
+            raise Yt8mError(f"{destination.parent}: {reason} while unpacking {archive.name}; nothing was kept") from None
+        raise
+    except (tarfile.TarError, zipfile.BadZipFile, EOFError) as error:
+        raise Yt8mError(f"{archive}: damaged archive ({error}); delete it and fetch it again") from None
     finally:
-        if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
+        remove_path(staging)

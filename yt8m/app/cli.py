@@ -6,7 +6,9 @@ is silenced before that first import.
 
 from __future__ import annotations
 
+import signal
 import sys
+import threading
 
 import typer
 
@@ -20,11 +22,14 @@ from yt8m.app import models_cmd
 from yt8m.app import train_cmd
 from yt8m.app import ensemble_cmd
 from yt8m.app import synth_cmd
-from yt8m.app.console import print_error
+from yt8m.app import compact_cmd
+from yt8m.app.console import ConventionalGroup, print_error
+from yt8m.app.flags import cli_message
 from yt8m.core import Yt8mError
 
 app = typer.Typer(
     name="yt8m",
+    cls=ConventionalGroup,  # help shows FILE / N / INPUTS..., not Python type names
     help="Raw videos to YouTube-8M features, records, classifiers and labels.",
     no_args_is_help=True,
     add_completion=False,
@@ -57,22 +62,64 @@ app.command("eval", help="Evaluate a trained classifier: Hit@1, PERR, GAP@20, mA
 app.command("predict", help="Write the Kaggle predictions CSV (top 20 per video) of a trained classifier.")(train_cmd.predict)
 app.command("export", help="Export a trained classifier as a SavedModel (serialized and rgb_and_audio signatures).")(train_cmd.export)
 app.command("ensemble", help="Weighted ensemble of prediction sets (.npz scores or CSVs); weights given, loaded or searched.")(ensemble_cmd.ensemble)
+app.command("quantize", help="Quantize a trained classifier's weights (uint8 codes + codebook, float16, k-means) into a new bundle.")(compact_cmd.quantize)
+app.command("merge", help="Merge 2+ classifiers with weights into ONE bundle and ONE SavedModel (one-graph ensemble).")(compact_cmd.merge)
+app.command("distill-data", help="Write a distillation set: records plus the teacher models' top-k probabilities.")(compact_cmd.distill_data)
+app.command("size", help="Size report of a bundle or SavedModel: parameters and bytes per part, total vs --max-size.")(compact_cmd.size)
 app.add_typer(models_cmd.app, name="models", help="Official model files: fetch them (checked) and list what is present.")
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (schedulers, preemptible machines) raised as an interruption: commands clean up as on Ctrl-C."""
+
+
+SIGTERM_EXIT = 128 + signal.SIGTERM
+
+
+_signals = {"terminated": False}  # typer turns the interruption into exit status 130: remember why
+
+
+def _raise_terminated(signum, frame) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM ends the process at once
+    _signals["terminated"] = True
+    raise Terminated()
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Run the CLI and return its exit status; user errors become one line on stderr and status 1."""
+    """Run the CLI and return its exit status; user errors become one line on stderr and status 1.
+
+    SIGTERM is handled like SIGINT: the running command is interrupted (`Terminated`, a
+    KeyboardInterrupt), keeps what it completed and says how to continue; exit status 143.
+    """
     args = sys.argv[1:] if argv is None else argv
+    previous = None
+    _signals["terminated"] = False
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        return _run(args, argv)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _run(args: list[str], argv: list[str] | None) -> int:
     if args and not set(args) & {"--help", "-h", "--version"}:
         import_tensorflow_quietly()
     try:
         app(args=argv, prog_name="yt8m")
     except SystemExit as exit_:
         code = exit_.code
+        if _signals["terminated"]:
+            print_error("terminated (SIGTERM)")
+            return SIGTERM_EXIT
         return code if isinstance(code, int) else (0 if code is None else 1)
     except Yt8mError as error:
-        print_error(str(error))
+        print_error(cli_message(str(error)))  # library parameters shown as options
         return 1
+    except Terminated:
+        print_error("terminated (SIGTERM)")
+        return SIGTERM_EXIT
     except KeyboardInterrupt:
         print_error("interrupted")
         return 130

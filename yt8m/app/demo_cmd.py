@@ -24,7 +24,9 @@ DEMO_PER_CLASS = 4  # training videos per class
 DEMO_SECONDS = 6.0  # seconds per video: 6 frames at 1 fps
 DEMO_MAX_FRAMES = 30
 DEMO_MODEL = "NeXtVLADModel"
-DEMO_HPARAMS = {"nextvlad_cluster_size": 8, "nextvlad_hidden_size": 64, "groups": 4}
+# batch_norm_decay 0.99 (Keras' default): slim's 0.999 would leave the batch-norm statistics of a
+# 60-step run near their initial values.
+DEMO_HPARAMS = {"nextvlad_cluster_size": 8, "nextvlad_hidden_size": 64, "groups": 4, "batch_norm_decay": 0.99}
 DEMO_BASE_CLASSES = 20  # the synthetic "YT8M" the base model is pre-trained on
 DEMO_BASE_VIDEOS = 400
 DEMO_BASE_STEPS = 60
@@ -49,16 +51,13 @@ class DemoResult:
 
 def run_demo(out: Path, say: Callable[[str], None] = lambda text: None) -> DemoResult:
     """Run the five demo stages into `out` (see the module docstring); `say` gets one line per stage."""
+    from yt8m import api
     from yt8m.app.report import write_report
-    from yt8m.classifier import training
-    from yt8m.classifier.config import ModelConfig
-    from yt8m.classifier.predictor import load_predictor
-    from yt8m.classifier.records import ShardWriter
     from yt8m.classifier.synthetic import make_synthetic_records
-    from yt8m.classify import classify_files
-    from yt8m.core import FeatureSpec
-    from yt8m.extractor.backbones import WEIGHTS_RANDOM, load_feature_models
-    from yt8m.extractor.pipeline import FeatureExtractor, VideoInput, label_map_path_for, write_label_map
+    from yt8m.classification import classify_files
+    from yt8m.core import WEIGHTS_RANDOM, FeatureSpec
+    from yt8m.extractor.backbones import load_feature_models
+    from yt8m.extractor.job import extract as extract_videos
     from yt8m.extractor.synthetic import make_labelled_video_set
 
     out = Path(out)
@@ -75,39 +74,36 @@ def run_demo(out: Path, say: Callable[[str], None] = lambda text: None) -> DemoR
 
     stage("2/5 extracting features with RANDOM network weights (offline; NOT YouTube-8M features)")
     models = load_feature_models(WEIGHTS_RANDOM)
-    extractor = FeatureExtractor(models, max_frames=DEMO_MAX_FRAMES)
     records = out / "features" / "videos.tfrecord"
-    items = [VideoInput(path, path.stem, (names.index(name),)) for path, name in videos]
-    with ShardWriter(records) as writer:
-        for result in extractor.extract(items):
-            if result.error is not None:
-                raise Yt8mError(result.error)
-            writer.write(result.features)
-    write_label_map(label_map_path_for(records), names)
+    extracted = extract_videos(
+        [out / "videos" / "train"], records, weights=WEIGHTS_RANDOM, max_frames=DEMO_MAX_FRAMES,
+        labels_from_folders=True, overwrite=True, models=models,
+    )  # the label map (folder names, sorted) is saved beside the records
+    if extracted.errors:
+        raise Yt8mError(extracted.errors[0])
 
     spec = FeatureSpec(max_frames=DEMO_MAX_FRAMES)
     base_dir, tuned_dir = out / "train" / "base", out / "train" / "tuned"
     stage(f"3/5 pre-training a small {DEMO_MODEL} on {DEMO_BASE_VIDEOS} synthetic YT8M-format records ({DEMO_BASE_CLASSES} classes)")
-    make_synthetic_records(out / "features" / "base.tfrecord", DEMO_BASE_VIDEOS, DEMO_BASE_CLASSES, frames=(3, 10), seed=DEMO_SEED)
-    base = ModelConfig.create(
-        DEMO_MODEL, feature_spec=spec, num_classes=DEMO_BASE_CLASSES, overrides=DEMO_HPARAMS,
-        training={**DEMO_TRAINING, "max_steps": DEMO_BASE_STEPS},
+    make_synthetic_records(
+        out / "features" / "base.tfrecord", DEMO_BASE_VIDEOS, DEMO_BASE_CLASSES, frames=(3, 10), seed=DEMO_SEED,
+        overwrite=True,  # a demo run again into the same folder starts over, like its extraction
     )
-    training.train(str(out / "features" / "base.tfrecord"), base_dir, base, start_new_model=True)
+    api.train(
+        str(out / "features" / "base.tfrecord"), base_dir, DEMO_MODEL, feature_spec=spec, num_classes=DEMO_BASE_CLASSES,
+        start_new_model=True, **DEMO_HPARAMS, **DEMO_TRAINING, max_steps=DEMO_BASE_STEPS,
+    )
 
     stage(f"4/5 fine-tuning on the videos' features: --init-from {base_dir} --num-classes {DEMO_CLASSES} ({', '.join(names)})")
-    tuned = training.resolve_train_config(
-        tuned_dir, None, num_classes=DEMO_CLASSES, training={**DEMO_TRAINING, "max_steps": DEMO_TUNE_STEPS},
-        init_from=base_dir, start_new_model=True,
-    )
-    result = training.train(
-        str(records), tuned_dir, tuned, start_new_model=True, init_from=base_dir, freeze_pooling_steps=DEMO_FREEZE_STEPS
+    result = api.train(
+        str(records), tuned_dir, num_classes=DEMO_CLASSES, init_from=base_dir, start_new_model=True,
+        freeze_pooling_steps=DEMO_FREEZE_STEPS, **DEMO_TRAINING, max_steps=DEMO_TUNE_STEPS,
     )
     if result.last is not None:
         stage(f"    step {result.step}: loss {result.last.loss:.3f}, hit@1 {result.last.hit_at_one:.2f} on the last batch")
 
     stage(f"5/5 classifying the held-out clips with {tuned_dir}")
-    predictor = load_predictor(tuned_dir)
+    predictor = api.load_model(tuned_dir)
     outcome = classify_files(
         [path for path, _ in heldout], predictor, feature_models=models, top_k=DEMO_CLASSES, segments=True,
         max_frames=DEMO_MAX_FRAMES,

@@ -16,9 +16,16 @@ def _paths(text: str) -> list[Path]:
     return [Path(part.strip()) for part in text.split(",") if part.strip()]
 
 
+def _csv_classes(path: Path) -> list[int]:
+    """The class ids a Class,Segments CSV lists (for the default whitelist's class count)."""
+    from yt8m.classifier.segments import read_segment_csv
+
+    return list(read_segment_csv(path))
+
+
 def ensemble(
     inputs: list[Path] = typer.Argument(
-        ..., help="Prediction sets: .npz from `yt8m predict --save-scores` or video-level predictions CSVs."
+        ..., help="Prediction sets: .npz from `yt8m predict --save-scores`, video-level predictions CSVs, or Class,Segments CSVs (fused by rank)."
     ),
     output: Optional[Path] = typer.Option(
         None, "-o", "--output", help="Ensemble predictions CSV (video or Class,Segments format, as the inputs)."
@@ -41,61 +48,70 @@ def ensemble(
         None, "--segment-classes", help="Segment inputs: rated-class whitelist (default: official file for 3862 classes, else all)."
     ),
     segment_max_pred: int = typer.Option(100_000, "--segment-max-pred", min=1, help="Segments listed per class."),
+    rated_data: Optional[str] = typer.Option(
+        None, "--rated-data", help="Class,Segments inputs: labelled segment records the --search scores the fused --validation CSVs on."
+    ),
+    w0: Optional[float] = typer.Option(
+        None, "--w0", help="Class,Segments inputs: place r weighs w0/(r+w0) (default: the 9th place's 3.7238, or the weights file's)."
+    ),
 ) -> None:
     """Combine prediction sets by a weighted mean; search and save the weights on a validation set."""
-    from yt8m.classifier import ensemble as ens
-    from yt8m.classifier.segments import resolve_segment_classes
+    from yt8m.classifier.ensemble import run_ensemble
 
-    if sum(x is not None and x is not False for x in (weights, weights_file, search or None)) > 1:
-        raise Yt8mError("give at most one of --weights, --weights-file and --search")
-    sets = ens.align([ens.load_prediction_set(path, num_classes) for path in inputs])
-    reference = sets[0]
-    classes = reference.predictions.shape[1]
-    class_ids = resolve_segment_classes(segment_classes, classes) if reference.is_segments else None
-    info: dict = {}
-    if search:
-        validation_sets = sets
-        if validation is not None:
-            paths = _paths(validation)
-            if len(paths) != len(inputs):
-                raise Yt8mError(f"--validation lists {len(paths)} files for {len(inputs)} inputs")
-            validation_sets = [ens.load_prediction_set(path, num_classes) for path in paths]
-        result = ens.search_weights(validation_sets, iterations=search_iterations, seed=seed, class_ids=class_ids)
-        chosen = result.weights
-        info = {"metric": result.metric, "value": result.value, "single": result.single, "method": "bayesian-optimisation"}
-        singles = ", ".join(f"{value:.4f}" for value in result.single)
-        console.print(
-            f"searched weights {', '.join(f'{w:.3f}' for w in chosen)}: {result.metric} {result.value:.4f} "
-            f"(each alone: {singles})",
-            markup=False,
-            highlight=False,
-            soft_wrap=True,
-        )
-    elif weights_file is not None:
-        chosen = ens.load_weights(weights_file, len(sets))
-    elif weights is not None:
+    values = None
+    if weights is not None:
         try:
             values = [float(part) for part in weights.split(",") if part.strip()]
         except ValueError:
             raise Yt8mError(f"--weights must be comma-separated numbers, got {weights!r}") from None
-        chosen = ens.check_weights(values, len(sets))
-    else:
-        chosen = ens.check_weights([1.0] * len(sets), len(sets))
-    if save_weights is not None:
-        path = ens.save_weights(save_weights, [str(p) for p in inputs], chosen, **info)
-        console.print(f"saved weights to {path}", markup=False, highlight=False, soft_wrap=True)
-    if output is None and save_scores is None:
-        if not search and save_weights is None:
-            raise Yt8mError("nothing to do: give -o/--output, --save-scores or --save-weights")
+    from yt8m.classifier.segment_ensemble import ensemble_segment_csvs, is_segment_csv
+
+    if inputs and all(is_segment_csv(path) for path in inputs):  # rank fusion, as the 2019 9th place
+        from yt8m.classifier.segments import resolve_segment_classes
+
+        largest = max((c for path in inputs for c in _csv_classes(path)), default=0)
+        fused = ensemble_segment_csvs(
+            inputs, output, weights=values, weights_file=weights_file, w0=w0, search=search,
+            validation=_paths(validation) if validation is not None else None, rated_data=rated_data,
+            class_ids=resolve_segment_classes(segment_classes, num_classes or largest + 1),
+            search_iterations=search_iterations, seed=seed, save_weights_to=save_weights, segment_max_pred=segment_max_pred,
+        )
+        say = lambda text: console.print(text, markup=False, highlight=False, soft_wrap=True)  # noqa: E731
+        if fused.search is not None:
+            singles = ", ".join(f"{value:.4f}" for value in fused.search.single)
+            say(
+                f"searched weights {', '.join(f'{w:.3f}' for w in fused.weights)}, w0 {fused.w0:.3f}: segment_map "
+                f"{fused.search.value:.4f} (equal weights {fused.search.equal_value:.4f}; each alone: {singles})"
+            )
+        if fused.weights_path is not None:
+            say(f"saved weights to {fused.weights_path}")
+        if fused.csv_path is not None:
+            say(f"rank fusion of {len(inputs)} with weights {json.dumps([round(float(w), 4) for w in fused.weights])}, w0 {fused.w0:.4f} -> {fused.csv_path}")
         return
-    combined = ens.combine([s.predictions for s in sets], chosen)
-    csv_path, scores_path = ens.write_outputs(
-        reference, combined, output, top_k=top_k, class_ids=class_ids, max_pred=segment_max_pred, scores_path=save_scores
+    result = run_ensemble(
+        inputs,
+        output,
+        weights=values,
+        weights_file=weights_file,
+        search=search,
+        validation=_paths(validation) if validation is not None else None,
+        search_iterations=search_iterations,
+        seed=seed,
+        save_weights_to=save_weights,
+        save_scores=save_scores,
+        num_classes=num_classes,
+        top_k=top_k,
+        segment_classes=segment_classes,
+        segment_max_pred=segment_max_pred,
     )
-    written = [str(p) for p in (csv_path, scores_path) if p is not None]
-    console.print(
-        f"ensemble of {len(sets)} with weights {json.dumps([round(float(w), 4) for w in chosen])} -> {', '.join(written)}",
-        markup=False,
-        highlight=False,
-        soft_wrap=True,
-    )
+    say = lambda text: console.print(text, markup=False, highlight=False, soft_wrap=True)  # noqa: E731
+    if result.search is not None:
+        singles = ", ".join(f"{value:.4f}" for value in result.search.single)
+        chosen = ", ".join(f"{w:.3f}" for w in result.weights)
+        say(f"searched weights {chosen}: {result.search.metric} {result.search.value:.4f} (each alone: {singles})")
+    if result.weights_path is not None:
+        say(f"saved weights to {result.weights_path}")
+    written = [str(p) for p in (result.csv_path, result.scores_path) if p is not None]
+    if written:
+        say(f"ensemble of {result.count} with weights {json.dumps([round(float(w), 4) for w in result.weights])} -> {', '.join(written)}")
+

@@ -1,37 +1,58 @@
-"""`yt8m extract`: raw videos -> YT8M frame-level records (quantized rgb + audio)."""
+"""`yt8m extract`: raw videos -> YT8M frame-level records (quantized rgb + audio).
+
+Parse -> `yt8m.extractor.job.extract` -> print. The rules (output path, labels, resume, probing
+before loading models, what a failed run leaves) live in the library; this module maps its
+parameter names to the option names in error messages and prints its events and summary.
+"""
 
 from __future__ import annotations
 
-import time
-from pathlib import Path
-from typing import Optional
+import re
+from typing import Any, Optional
 
 import typer
 
 from yt8m.app.console import console, error_console, print_error, print_warning
+from yt8m.app.flags import cli_message
 from yt8m.core import MAX_FRAMES, Yt8mError
 
 WEIGHTS_HELP = "yt8m (the official 2015 Inception-v3 + VGGish, YT8M-compatible), keras, hub:HANDLE or random."
-RANDOM_WEIGHTS_WARNING = (
-    "--weights random: the networks have RANDOM weights; these features are NOT YouTube-8M "
-    "features and every record is marked yt8m_compatible=0 (smoke tests and benchmarks only)"
-)
 PREVIEW_SHARDS = 3
+# Library parameter -> CLI option, for error messages (the library speaks of parameters).
+OPTION_NAMES = {
+    "batch_size": "--batch-size", "max_frames": "--max-frames", "shard_size": "--shard-size", "id_from": "--id-from",
+    "labels_from_folders": "--labels-from-folders", "label_map": "--label-map", "models_dir": "--models-dir",
+    "rgb_pca": "--rgb-pca", "audio_pca": "--audio-pca", "weights": "--weights", "precision": "--precision",
+    "sampling": "--sampling", "workers": "--workers", "fps": "--fps", "overwrite=True": "--overwrite",
+    "resume=True": "--resume", "labels (a CSV)": "--labels", "output": "-o", "trust_model": "--trust-model",
+    "runner": "--runner", "beam_options": "--beam-option",
+}
+_OPTION_RE = re.compile(
+    r"(?<![\w-])(" + "|".join(re.escape(name) for name in OPTION_NAMES) + r")(?![\w=])(?!\s*\(--)"
+)
+
+
+def option_names(message: str) -> str:
+    """A library error with its parameter names replaced by this command's option names."""
+    return _OPTION_RE.sub(lambda match: OPTION_NAMES[match.group(1)], message)
 
 
 def extract(
     inputs: list[str] = typer.Argument(..., help="Video files, folders (searched recursively) or glob patterns."),
-    output: Path = typer.Option(
-        ..., "-o", "--output", help="Output TFRecord; with --shard-size: OUT-00000-of-000NN.tfrecord."
+    output: str = typer.Option(
+        ..., "-o", "--output",
+        help="Output TFRecord (with --shard-size: OUT-00000-of-000NN.tfrecord). An existing folder or a path "
+        "ending in / means: write NAME.tfrecord into it, NAME being the single input's name (else 'features').",
     ),
-    labels: Optional[Path] = typer.Option(
-        None, "--labels", help="CSV of `path_or_id,label;label` rows (or with a header `id,labels`)."
+    # File options are str, not Path: Path("gs://b/x") is gs:/b/x, and Beam runs read gs:// / s3:// paths.
+    labels: Optional[str] = typer.Option(
+        None, "--labels", metavar="FILE", help="CSV of `path_or_id,label;label` rows (or with a header `id,labels`)."
     ),
     labels_from_folders: bool = typer.Option(
         False, "--labels-from-folders", help="Each video's class is its parent folder's name."
     ),
-    label_map: Optional[Path] = typer.Option(
-        None, "--label-map",
+    label_map: Optional[str] = typer.Option(
+        None, "--label-map", metavar="FILE",
         help="Class names, one per line in index order (default with --labels-from-folders: "
         "built from the folder names and saved as OUT.label_map.txt).",
     ),
@@ -40,159 +61,111 @@ def extract(
     max_frames: int = typer.Option(MAX_FRAMES, "--max-frames", min=0, help="Frames per video at most (0 = no limit)."),
     sampling: str = typer.Option(
         "mediapipe", "--sampling",
-        help="mediapipe: frames at t = 0, 1, 2 ... s; legacy: the old Python extractor's rule.",
+        help="mediapipe: MediaPipe's resampler (the nearest frame to t = 0, 1, 2 ... s); first-after: the first "
+        "frame at or after each second; legacy: the old Python extractor's rule.",
     ),
     no_audio: bool = typer.Option(False, "--no-audio", help="Skip audio; write neutral audio features."),
-    models_dir: Optional[Path] = typer.Option(
-        None, "--models-dir", help="Folder with the official model files (default: the yt8m cache)."
+    models_dir: Optional[str] = typer.Option(
+        None, "--models-dir", metavar="DIR", help="Folder with the official model files (default: the yt8m cache)."
     ),
     weights: str = typer.Option("yt8m", "--weights", help=WEIGHTS_HELP),
-    rgb_pca: Optional[Path] = typer.Option(None, "--rgb-pca", help="RGB PCA to use instead of the default one."),
-    audio_pca: Optional[Path] = typer.Option(None, "--audio-pca", help="Audio PCA to use instead of the default one."),
+    rgb_pca: Optional[str] = typer.Option(None, "--rgb-pca", metavar="PATH", help="RGB PCA to use instead of the default one."),
+    audio_pca: Optional[str] = typer.Option(None, "--audio-pca", metavar="PATH", help="Audio PCA to use instead of the default one."),
     precision: str = typer.Option(
         "float32", "--precision", hidden=True,
         help="float32, or bfloat16 for benchmarks only: it fails the byte-agreement bar, records are marked not YT8M-compatible.",
     ),
     batch_size: int = typer.Option(32, "--batch-size", min=1, help="Frames per network batch (across videos)."),
     workers: int = typer.Option(2, "--workers", min=1, help="Video decoding threads."),
-    resume: bool = typer.Option(False, "--resume", help="Skip ids already in the complete output shards."),
+    resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run: skip ids already in the output."),
+    overwrite: bool = typer.Option(
+        False, "--overwrite", help="Replace an existing output (only once this run has completed)."
+    ),
     id_from: str = typer.Option("stem", "--id-from", help="Record id: the file's stem, or its path (relative to the folder given)."),
+    trust_model: bool = typer.Option(
+        False, "--trust-model",
+        help="Run a --weights hub: SavedModel even if its graph reads/writes files or calls Python (it is a program).",
+    ),
+    # --- Beam runner (yt8m/extractor/beam.py) ---
+    runner: Optional[str] = typer.Option(
+        None, "--runner",
+        help="Run on Apache Beam (the beam extra): DirectRunner or PrismRunner here; DataflowRunner, FlinkRunner or "
+        "SparkRunner on a cluster. Shards OUT-00000-of-000NN.tfrecord, failed files in OUT-errors.csv.",
+    ),
+    beam_option: Optional[list[str]] = typer.Option(
+        None, "--beam-option", help="A Beam pipeline option KEY=VALUE (repeatable); Beam's own flags may also follow `--`."
+    ),
+    # --- end Beam runner ---
 ) -> None:
     """Extract YT8M features (rgb + audio, 1 per second) from videos into TFRecords."""
-    from yt8m.classifier import records
-    from yt8m.extractor import pipeline
-    from yt8m.extractor.video import check_sampling
+    from yt8m.extractor.job import ExtractOptions, extract as run_in_process
 
-    check_sampling(sampling)
-    if id_from not in pipeline.ID_SOURCES:
-        raise Yt8mError(f"--id-from must be {' or '.join(pipeline.ID_SOURCES)}, got {id_from!r}")
-    if labels is not None and labels_from_folders:
-        raise Yt8mError("give either --labels or --labels-from-folders, not both")
-    if label_map is not None and labels is None and not labels_from_folders:
-        raise Yt8mError("--label-map needs --labels or --labels-from-folders")
-    if not fps > 0:
-        raise Yt8mError(f"--fps must be > 0, got {fps}")
-
-    found = pipeline.collect_videos(inputs)
-    items = _make_items(found, output, labels, labels_from_folders, label_map, id_from, resume, pipeline)
-    pipeline.check_unique_ids(items)
-
-    skipped = 0
-    if resume:
-        done = records.existing_ids(output)
-        skipped = sum(1 for item in items if item.video_id in done)
-        items = [item for item in items if item.video_id not in done]
-        if skipped:
-            console.print(f"resuming: {skipped} video(s) already in {output.name}, skipping them", highlight=False)
-
-    from yt8m.extractor.backbones import load_feature_models
-
-    models = load_feature_models(
-        weights=weights,
-        models_dir=models_dir,
-        precision=precision,
-        audio=not no_audio,
-        rgb_pca_path=rgb_pca,
-        audio_pca_path=audio_pca,
+    options = ExtractOptions(
+        weights=weights, models_dir=models_dir, fps=fps, max_frames=max_frames, sampling=sampling,
+        no_audio=no_audio, rgb_pca=rgb_pca, audio_pca=audio_pca, precision=precision, batch_size=batch_size,
+        workers=workers, shard_size=shard_size, resume=resume, overwrite=overwrite, labels=labels,
+        labels_from_folders=labels_from_folders, label_map=label_map, id_from=id_from, trust_model=trust_model,
     )
-    for message in models.warnings:
-        print_warning(message)
-    if models.weights == "random" and not any("random" in message.lower() for message in models.warnings):
-        print_warning(RANDOM_WEIGHTS_WARNING)
-    if fps != 1.0:
-        print_warning(f"--fps {fps:g}: YouTube-8M records have 1 frame per second; models trained on YT8M expect that")
-
-    extractor = pipeline.FeatureExtractor(
-        models, fps=fps, max_frames=max_frames, sampling=sampling, audio=not no_audio,
-        batch_size=batch_size, workers=workers,
-    )
-    totals = _Totals()
-    started = time.perf_counter()
-    writer = records.ShardWriter(output, shard_size=shard_size, resume=resume)
+    # --- Beam runner: Beam's own flags after `--` arrive at the end of the inputs ---
+    flags_at = next((index for index, text in enumerate(inputs) if text.startswith("--")), len(inputs))
+    if flags_at < len(inputs) and runner is None:
+        raise Yt8mError(f"{inputs[flags_at]}: Beam pipeline flags (after --) need --runner")
+    inputs, beam_flags = inputs[:flags_at], inputs[flags_at:]
+    options.runner, options.beam_options = runner, tuple(beam_option or ()) + tuple(beam_flags)
+    # --- end Beam runner ---
+    if runner is not None:
+        from yt8m.extractor.beam import extract as run_extract  # the optional `beam` extra
+    else:
+        run_extract = run_in_process
+    events = _Events()
     try:
-        with _progress_bar(len(items)) as advance:
-            for result in extractor.extract(items, progress=advance):
-                totals.add(result)
-                if result.ok:
-                    writer.write(result.features)
-                else:
-                    print_error(result.error or f"{result.input.path}: failed")
+        summary = run_extract(inputs, output, options, progress=events)
+    except Yt8mError as error:
+        events.stop()
+        raise Yt8mError(option_names(str(error))) from None
     except KeyboardInterrupt:
-        writer.abort()  # complete shards stay for --resume
+        events.stop()
         hint = "complete shards were kept: rerun with --resume to continue" if shard_size else (
-            "nothing was written; use --shard-size to keep completed shards of an interrupted run")
-        print_warning(f"interrupted after {totals.videos} video(s); {hint}")
+            "the complete records were kept: rerun with --resume to continue")
+        print_warning(f"interrupted after {events.videos_done} video(s); {hint}")
         raise
-    except BaseException:
-        writer.abort()
-        raise
-    written = writer.close()
-    _print_summary(totals, written, skipped, time.perf_counter() - started, models.weights, no_audio)
-    if totals.failed:
+    finally:
+        events.stop()
+    _print_summary(summary, no_audio)
+    if summary.failed:
         raise typer.Exit(1)
 
 
-def _make_items(found, output, labels_csv, from_folders, label_map_path, id_from, resume, pipeline):
-    """VideoInputs with ids and labels from the CSV or the folder names (label map saved if built)."""
-    names = pipeline.read_label_map(label_map_path) if label_map_path is not None else None
-    table = pipeline.read_labels_csv(labels_csv, names) if labels_csv is not None else None
-    if from_folders:
-        if names is None:
-            saved = pipeline.label_map_path_for(output)
-            existing = pipeline.read_label_map(saved) if resume and saved.exists() else None
-            names = pipeline.folder_label_map([video.path for video in found], existing)
-            pipeline.write_label_map(saved, names)
-            console.print(f"label map: {len(names)} classes from folder names, saved to {saved}", highlight=False)
-        else:
-            unknown = sorted({video.path.parent.name for video in found} - set(names))
-            if unknown:
-                raise Yt8mError(f"{label_map_path}: has no class for folder(s) {', '.join(unknown[:5])}")
-    items = []
-    unlabelled = 0
-    for video in found:
-        video_id = pipeline.video_id_for(video, id_from)
-        item_labels: tuple[int, ...] = ()
-        if from_folders:
-            item_labels = (names.index(video.path.parent.name),)
-        elif table is not None:
-            match = pipeline.lookup_labels(table, video_id, video)
-            if match is None:
-                unlabelled += 1
-            else:
-                item_labels = match
-        items.append(pipeline.VideoInput(video.path, video_id, item_labels))
-    if unlabelled:
-        print_warning(f"{labels_csv}: has no row for {unlabelled} of {len(items)} video(s); they get no labels")
-    return items
+class _Events:
+    """Prints the job's messages as they come and shows a progress bar on a terminal."""
 
-
-class _Totals:
     def __init__(self) -> None:
-        self.videos = self.frames = self.failed = self.audio_missing = 0
-        self.seconds = 0.0
+        self.progress: Any = None
+        self.task: Any = None
+        self.videos_done = 0
 
-    def add(self, result) -> None:
-        if not result.ok:
-            self.failed += 1
+    def __call__(self, event: Any) -> None:
+        from yt8m.extractor.job import ERROR, INFO, JobMessage, JobStarted
+
+        if isinstance(event, JobMessage):
+            # Warnings and notes are prose ("RANDOM weights"): only backquoted parameters become options.
+            text = cli_message(event.text) if event.level != ERROR else event.text
+            if event.level == ERROR:
+                print_error(text)
+            elif event.level == INFO:
+                console.print(text, highlight=False, markup=False)
+            else:
+                print_warning(text)
+        elif isinstance(event, JobStarted):
+            self.start(event.videos)
+        else:  # the pipeline's ExtractProgress
+            self.videos_done = event.videos_done
+            if self.progress is not None:
+                self.progress.update(self.task, completed=event.videos_done, frames=event.frames_done)
+
+    def start(self, total: int) -> None:
+        if not console.is_terminal or not total:
             return
-        self.videos += 1
-        self.frames += result.frames
-        self.seconds += result.seconds
-        if result.audio == "missing":
-            self.audio_missing += 1
-
-
-class _progress_bar:
-    """A rich progress bar on a terminal (videos done of total, frames); nothing otherwise."""
-
-    def __init__(self, total: int) -> None:
-        self.total = total
-        self.progress = None
-        self.task = None
-
-    def __enter__(self):
-        if not console.is_terminal or not self.total:
-            return None
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
         self.progress = Progress(
@@ -201,38 +174,50 @@ class _progress_bar:
             console=console, transient=True,
         )
         self.progress.start()
-        self.task = self.progress.add_task("extract", total=self.total, frames=0)
-        return self.advance
+        self.task = self.progress.add_task("extract", total=total, frames=0)
 
-    def advance(self, event) -> None:
-        self.progress.update(self.task, completed=event.videos_done, frames=event.frames_done)
-
-    def __exit__(self, *exc) -> None:
+    def stop(self) -> None:
         if self.progress is not None:
             self.progress.stop()
+            self.progress = None
 
 
-def _print_summary(totals: _Totals, written: list[Path], skipped: int, elapsed: float, weights: str, no_audio: bool) -> None:
-    rate = totals.frames / elapsed if elapsed > 0 else 0.0
-    console.print(
-        f"extracted {totals.videos} video(s): {totals.frames} frames, {totals.seconds:.0f} s of video "
-        f"in {elapsed:.1f} s ({rate:.1f} frames/s)",
-        highlight=False,
-    )
-    if skipped:
-        console.print(f"skipped (already extracted): {skipped}", highlight=False)
-    if no_audio:
-        console.print("audio disabled (--no-audio): neutral audio features written", highlight=False)
-    elif totals.audio_missing:
-        console.print(
-            f"audio missing: {totals.audio_missing} video(s) have no audio stream "
-            "(neutral audio features written, marked audio_missing=1)",
-            highlight=False,
+def _print_summary(summary: Any, no_audio: bool) -> None:
+    from yt8m.extractor.job import is_random
+
+    say = lambda text: console.print(text, highlight=False, markup=False)  # noqa: E731
+    if summary.skipped_by_extension:
+        counts = ", ".join(f"{count} {suffix or '(no extension)'}" for suffix, count in sorted(summary.skipped_by_extension.items()))
+        say(f"skipped in folders (not video extensions): {counts}")
+    if summary.models_loaded or summary.videos:
+        rate = summary.frames / summary.elapsed if summary.elapsed > 0 else 0.0
+        say(
+            f"extracted {summary.videos} video(s): {summary.frames} frames, {summary.seconds:.0f} s of video "
+            f"in {summary.elapsed:.1f} s ({rate:.1f} frames/s)"
         )
-    if totals.failed:
-        error_console.print(f"failed: {totals.failed} file(s), see the errors above", highlight=False, markup=False)
-    shown = ", ".join(str(path) for path in written[:PREVIEW_SHARDS])
-    more = f" and {len(written) - PREVIEW_SHARDS} more" if len(written) > PREVIEW_SHARDS else ""
-    console.print(f"wrote {len(written)} file(s): {shown}{more}", highlight=False, markup=False)
-    if weights == "random":
+    if summary.capped:
+        say(f"capped: {summary.capped} video(s) were cut at --max-frames; rerun with --max-frames 0 for all frames")
+    if summary.skipped:
+        say(f"skipped (already extracted): {summary.skipped}")
+    if no_audio:
+        say("audio disabled (--no-audio): neutral audio features written")
+    elif summary.audio_missing:
+        say(
+            f"audio missing: {summary.audio_missing} video(s) have no audio stream "
+            "(neutral audio features written, marked audio_missing=1)"
+        )
+    if summary.failed:
+        error_console.print(f"failed: {summary.failed} file(s), see the errors above", highlight=False, markup=False)
+    if summary.written:
+        shown = ", ".join(str(path) for path in summary.written[:PREVIEW_SHARDS])
+        more = f" and {len(summary.written) - PREVIEW_SHARDS} more" if len(summary.written) > PREVIEW_SHARDS else ""
+        say(f"wrote {len(summary.written)} file(s): {shown}{more}")
+    elif summary.videos == 0 and summary.failed:
+        error_console.print(
+            f"nothing was written: no input could be extracted ({summary.output} is unchanged)",
+            highlight=False, markup=False,
+        )
+    elif summary.videos == 0:
+        say(f"nothing to extract: every input is already in {summary.output}")
+    if is_random(summary) and summary.videos:
         print_warning("features made with RANDOM weights: not YouTube-8M features")

@@ -21,15 +21,16 @@ def inspect(
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ) -> None:
     """Summarise YT8M records: record count, frames per video, label frequency, segment labels."""
-    from yt8m.classifier.inspection import summarize_records
-    from yt8m.classifier.vocabulary import try_load_vocabulary
+    from yt8m.data.inspection import summarize_records
+    from yt8m.data.vocabulary import try_load_vocabulary
 
     vocab = try_load_vocabulary(vocabulary)
     summary = summarize_records(records)
     names = vocab.name if vocab else None
+    only_errors = summary.videos == 0 and bool(summary.errors)  # nothing was read: the errors say it all
     if as_json:
         typer.echo(json.dumps(summary.to_dict(names, top), indent=2))
-    else:
+    elif not only_errors:
         _print_summary(summary, names, top)
     for error in summary.errors:
         print_error(error)

@@ -36,6 +36,7 @@ def synth(
     shard_size: Optional[int] = typer.Option(None, "--shard-size", min=1, help="Records per output shard."),
     segments: bool = typer.Option(False, "--segments", help="Put patterns in 5-frame segments and write segment labels."),
     feature_sizes: str = typer.Option("1024,128", "--feature-sizes", help="rgb,audio sizes (small ones for quick tests)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output (else it is refused)."),
 ) -> None:
     """Write synthetic YT8M records: class patterns hidden in some frames of noise, skewed labels."""
     from yt8m.classifier.synthetic import make_synthetic_records
@@ -57,6 +58,7 @@ def synth(
         segments=segments,
         pattern_seed=pattern_seed,
         feature_sizes=sizes,
+        overwrite=overwrite,
     )
     where = str(files[0]) if len(files) == 1 else f"{len(files)} shards ({files[0]} ...)"
     console.print(f"wrote {videos} synthetic videos, {classes} classes, to {where}", markup=False, highlight=False, soft_wrap=True)

@@ -1,7 +1,7 @@
 """`yt8m train`, `yt8m eval`, `yt8m predict`, `yt8m export`: the classifier commands.
 
-Each parses its options, calls `yt8m.classifier.training` / `evaluation` / `export` and prints.
-TensorFlow is imported inside the commands only.
+Each parses its options, calls the library (`yt8m.api`, which holds the rules) and prints.
+`yt8m.api` (and with it TensorFlow) is imported inside the commands only, so `yt8m --help` is instant.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Optional
 import typer
 
 from yt8m.app.console import console, error_console
-from yt8m.core import Yt8mError
+from yt8m.core import DISTILL_LAMBDA, EMA_HALFLIFE, MAX_FRAMES, FeatureSpec
 
 EVAL_KEYS = ("hit_at_one", "perr", "gap", "map", "loss", "num_examples")
 EVAL_LABELS = {
@@ -32,14 +32,15 @@ SEGMENT_CLASSES_OPTION = typer.Option(
     help="Rated-class whitelist (default: the cached official segment_label_ids.csv; custom datasets: all classes).",
 )
 TTA_SHIFTS_OPTION = typer.Option(
-    None, "--tta-shifts", help="Average segment predictions over these frame shifts, e.g. -2,-1,0,1."
+    None, "--tta-shifts",
+    help="Also predict each segment from the video rolled by these frames, e.g. -1,0,1 (the 9th place's np.roll: -1 reads frames s+1..s+5).",
 )
+TTA_MODE_OPTION = typer.Option("roll", "--tta-mode", help="roll (wrap around the padded video, the 9th place's) or clamp (move the window inside the video).")
+TTA_COMBINE_OPTION = typer.Option("rank", "--tta-combine", help="rank (fuse the shifts' rankings, place r weighs w0/(r+w0), the 9th place's) or mean (average the scores).")
 
 
-def _feature_spec(names: Optional[str], sizes: Optional[str], max_frames: Optional[int]):
+def _feature_spec(names: Optional[str], sizes: Optional[str], max_frames: Optional[int]) -> Optional[FeatureSpec]:
     """The FeatureSpec the options ask for, or None when none of them was given (keep the saved one)."""
-    from yt8m.core import MAX_FRAMES, FeatureSpec
-
     if names is None and sizes is None and max_frames is None:
         return None
     default = FeatureSpec()
@@ -136,8 +137,10 @@ def train(
     segment_labels: bool = typer.Option(
         False,
         "--segment-labels",
-        help="Train on the 2019 segment labels (one example per rated 5-frame segment; only rated "
-        "(segment, class) pairs count), usually with --init-from a video-level train dir.",
+        help="Train on the 2019 segment labels (one example per rated 5-frame segment). On an existing "
+        "video-level train dir it continues that dir as the 9th place did (weights, optimizer and schedule "
+        "go on; unrated classes count as negatives; --set segment_label_weighting=rated-pairs for rated "
+        "pairs only); a new train dir (e.g. with --init-from) counts rated (segment, class) pairs only.",
     ),
     segment_context: bool = typer.Option(
         False,
@@ -145,102 +148,105 @@ def train(
         help="With --segment-labels: the model also sees the whole video (segment and video "
         "predictions mixed per class).",
     ),
+    distill_from: Optional[list[str]] = typer.Option(
+        None,
+        "--distill-from",
+        help="Distillation: teacher train dirs (repeat, or a comma list, for an ensemble) scored in the input "
+        "pipeline, or 'records': the teacher scores `yt8m distill-data` wrote into the training records.",
+    ),
+    distill_lambda: float = typer.Option(
+        DISTILL_LAMBDA, "--distill-lambda", help="Weight of the teacher: lambda x CE(teacher) + (1 - lambda) x CE(labels)."
+    ),
+    distill_weights: Optional[str] = typer.Option(
+        None, "--distill-weights", help="Weights of the teachers, e.g. 0.6,0.4 (default: equal)."
+    ),
+    ema_from: Optional[Path] = typer.Option(
+        None,
+        "--ema-from",
+        help="EMA stage (2018 1st place): a new train dir starting from this one's weights, keeping a moving "
+        "average of every weight (batch-norm statistics too) that eval and export use.",
+    ),
+    ema_halflife: float = typer.Option(
+        EMA_HALFLIFE, "--ema-halflife", help="With --ema-from: the average's half-life in steps (decay 1 - 1/halflife)."
+    ),
 ) -> None:
     """Train a YT8M classifier on TFRecords, resuming from the train dir's latest checkpoint."""
-    from yt8m.classifier.config import load_label_weights
-    from yt8m.classifier.training import resolve_train_config
-    from yt8m.classifier.training import train as run_training
+    from yt8m import api
 
-    training = {
-        "batch_size": batch_size,
-        "base_learning_rate": base_learning_rate,
-        "learning_rate_decay": learning_rate_decay,
-        "learning_rate_decay_examples": learning_rate_decay_examples,
-        "max_steps": max_steps,
-        "num_epochs": num_epochs,
-        "ema_decay": ema_decay,
-    }
-    if label_weights is not None:
-        training["label_weights"] = load_label_weights(label_weights)
-    config = resolve_train_config(
-        train_dir,
-        model,
-        set_values=set_values or [],
-        training=training,
-        feature_spec=_feature_spec(feature_names, feature_sizes, max_frames),
-        num_classes=num_classes,
-        start_new_model=start_new_model,
-        init_from=init_from,
-    )
-    config = _with_segment_mode(config, train_dir, segment_labels, segment_context, start_new_model)
-    if config.segments:
-        from yt8m.classifier.segments import check_segment_labels
-
-        check_segment_labels(train_data)
     device_list = [d.strip() for d in devices.split(",") if d.strip()] if devices else None
+    compact = _compact_options(distill_from, distill_lambda, distill_weights, ema_from, ema_halflife, ema_decay)
     started = time.monotonic()
-    with _ProgressPrinter(config.training.max_steps) as printer:
-        result = run_training(
-            train_data,
-            train_dir,
-            config,
-            start_new_model=start_new_model,
-            progress=printer,
-            devices=device_list,
-            export=export,
-            init_from=init_from,
-            freeze_pooling_steps=freeze_pooling_steps,
-            label_map=label_map,
-        )
+    try:
+        with _ProgressPrinter(max_steps) as printer:
+            result = api.train(
+                train_data,
+                train_dir,
+                model,
+                feature_spec=_feature_spec(feature_names, feature_sizes, max_frames),
+                num_classes=num_classes,
+                set_values=set_values or [],
+                label_weights=label_weights,
+                start_new_model=start_new_model,
+                init_from=init_from,
+                freeze_pooling_steps=freeze_pooling_steps,
+                label_map=label_map,
+                segment_labels=segment_labels,
+                segment_context=segment_context,
+                devices=device_list,
+                export=export,
+                progress=printer,
+                batch_size=batch_size,
+                base_learning_rate=base_learning_rate,
+                learning_rate_decay=learning_rate_decay,
+                learning_rate_decay_examples=learning_rate_decay_examples,
+                max_steps=max_steps,
+                num_epochs=num_epochs,
+                ema_decay=ema_decay,
+                **compact,
+            )
+    except KeyboardInterrupt as interrupt:  # the library saved a checkpoint and says how to resume
+        for note in getattr(interrupt, "__notes__", []):
+            error_console.print(note, markup=False, highlight=False, soft_wrap=True)
+        raise
     elapsed = time.monotonic() - started
+    say = lambda text: console.print(text, markup=False, highlight=False, soft_wrap=True)  # noqa: E731
+    if ema_from is not None:
+        say(f"EMA stage of {ema_from}: moving average of every weight, decay {result.config.training.ema_decay:.6g}")
+    if distill_from:
+        say(f"distilled from {', '.join(compact['distill_from'])} (lambda {distill_lambda:g})")
     if result.init is not None:
         kept = f"kept {result.init.copied} weights"
         head = "; classifier head re-initialised for the new classes" if result.init.head_reset else ""
-        console.print(
-            f"initialised from {result.init.source} (step {result.init.source_step}): {kept}{head}",
-            markup=False,
-            highlight=False,
-            soft_wrap=True,
-        )
+        say(f"initialised from {result.init.source} (step {result.init.source_step}): {kept}{head}")
+    if result.resume_note:
+        say(f"resumed: {result.resume_note}")
     resumed = f" (resumed at step {result.start_step})" if result.start_step else ""
-    console.print(
-        f"trained {config.model} to step {result.step}{resumed} in {elapsed:.0f}s; checkpoint {result.checkpoint}",
-        markup=False,
-        highlight=False,
-        soft_wrap=True,
-    )
+    say(f"trained {result.config.model} to step {result.step}{resumed} in {elapsed:.0f}s; checkpoint {result.checkpoint}")
     if result.export_dir is not None:
-        console.print(f"exported SavedModel to {result.export_dir}", markup=False, highlight=False, soft_wrap=True)
+        say(f"exported SavedModel to {result.export_dir}")
 
 
-def _with_segment_mode(config, train_dir: Path, segment_labels: bool, segment_context: bool, start_new_model: bool):
-    """The config with the segment mode the options ask for; a resumed train dir must keep its own."""
-    from dataclasses import replace
+def _compact_options(distill_from, distill_lambda, distill_weights, ema_from, ema_halflife, ema_decay) -> dict:
+    """The compact-model options of `train` (distillation, EMA stage) as library arguments; {} when unused."""
+    from yt8m.core import Yt8mError
 
-    from yt8m.classifier.training import config_path
-
-    if segment_context and not segment_labels:
-        raise Yt8mError("--segment-context needs --segment-labels")
-    wanted = ("context" if segment_context else "segment") if segment_labels else None
-    resuming = config_path(train_dir).exists() and not start_new_model
-    if resuming and config.segments is not None and wanted is None:
-        return config  # resuming a segment train dir without repeating the flag
-    if resuming and config.segments != wanted:
-        have = f"segment labels ({config.segments})" if config.segments else "video labels"
-        raise Yt8mError(
-            f"{config_path(train_dir)}: this train dir was trained on {have}; "
-            "pass --start-new-model to replace it, or use another --train-dir"
-        )
-    return replace(config, segments=wanted)
-
-
-def _segment_classes(path: Optional[Path], train_dir: Optional[Path]):
-    from yt8m.classifier.config import ModelConfig
-    from yt8m.classifier.segments import resolve_segment_classes
-    from yt8m.core import NUM_CLASSES
-
-    num_classes = ModelConfig.load(train_dir).num_classes if train_dir is not None else NUM_CLASSES
-    return resolve_segment_classes(path, num_classes)
+    options: dict = {}
+    teachers = [part.strip() for item in distill_from or [] for part in item.split(",") if part.strip()]
+    if teachers:
+        weights = None
+        if distill_weights is not None:
+            try:
+                weights = [float(w) for w in distill_weights.split(",") if w.strip()]
+            except ValueError:
+                raise Yt8mError(f"--distill-weights must be comma-separated numbers, got {distill_weights!r}") from None
+        options.update(distill_from=teachers, distill_lambda=distill_lambda, distill_weights=weights)
+    elif distill_weights is not None:
+        raise Yt8mError("--distill-weights needs --distill-from")
+    if ema_from is not None:
+        if ema_decay is not None:
+            raise Yt8mError("--ema-decay and --ema-from: the EMA stage's decay is 1 - 1/--ema-halflife")
+        options.update(ema_from=ema_from, ema_halflife=ema_halflife)
+    return options
 
 
 def evaluate(
@@ -256,65 +262,46 @@ def evaluate(
     ),
     segment_classes: Optional[Path] = SEGMENT_CLASSES_OPTION,
     tta_shifts: Optional[str] = TTA_SHIFTS_OPTION,
+    tta_mode: str = TTA_MODE_OPTION,
+    tta_combine: str = TTA_COMBINE_OPTION,
     segment_top_k: int = typer.Option(100_000, "--segment-top-k", min=1, help="Segments per class that count (MAP@K)."),
     predictions: Optional[Path] = typer.Option(
         None, "--predictions", help="With --segment-labels: score this Class,Segments CSV instead of a model."
     ),
 ) -> None:
     """Evaluate a trained model: Hit@1, PERR, GAP@20, mAP and loss (streaming over the records)."""
-    from yt8m.classifier.evaluation import evaluate as run_evaluation
+    from yt8m import api
 
-    if segment_labels:
-        _evaluate_segments(eval_data, train_dir, batch_size, as_json, segment_classes, tta_shifts, segment_top_k, predictions)
-        return
-    if predictions is not None:
-        raise Yt8mError("--predictions needs --segment-labels (it scores a Class,Segments CSV)")
-    if train_dir is None:
-        raise Yt8mError("--train-dir is required (the model to evaluate)")
-    _refuse_context_model(train_dir)
-    results = run_evaluation(eval_data, train_dir, batch_size, top_k=top_k)
+    results = api.evaluate(
+        eval_data,
+        train_dir,
+        batch_size=batch_size,
+        top_k=top_k,
+        segment_labels=segment_labels,
+        segment_classes=segment_classes,
+        tta_shifts=tta_shifts,
+        segment_top_k=segment_top_k,
+        predictions=predictions,
+        tta_mode=tta_mode,
+        tta_combine=tta_combine,
+    )
     if as_json:
         typer.echo(json.dumps(results, indent=2))
-        return
-    from rich.table import Table
-
-    table = Table(title=f"{train_dir} at step {results['step']}", title_justify="left")
-    for key in EVAL_KEYS:
-        table.add_column(EVAL_LABELS[key], justify="right")
-    table.add_row(*(_format_metric(results.get(key)) for key in EVAL_KEYS))
-    console.print(table)
-
-
-def _evaluate_segments(eval_data, train_dir, batch_size, as_json, classes_path, tta_shifts, top_k, predictions) -> None:
-    from yt8m.classifier.segments import evaluate_segments, parse_shifts, segment_map_of_csv
-
-    if predictions is not None:
-        class_ids = _segment_classes(classes_path, train_dir)
-        results = segment_map_of_csv(predictions, eval_data, class_ids=class_ids, top_k=top_k)
-        title = str(predictions)
+    elif segment_labels:
+        title = str(predictions) if predictions is not None else f"{train_dir} at step {results['step']}"
+        extra = f"  ({results['num_segments']} segments)" if "num_segments" in results else ""
+        console.print(
+            f"{title}: segment MAP@{segment_top_k} {results['segment_map']:.4f}{extra}",
+            markup=False, highlight=False, soft_wrap=True,
+        )
     else:
-        if train_dir is None:
-            raise Yt8mError("--train-dir is required (the model to evaluate), or --predictions CSV")
-        class_ids = _segment_classes(classes_path, train_dir)
-        results = evaluate_segments(
-            eval_data, train_dir, batch_size, class_ids=class_ids, shifts=parse_shifts(tta_shifts), top_k=top_k
-        )
-        title = f"{train_dir} at step {results['step']}"
-    if as_json:
-        typer.echo(json.dumps(results, indent=2))
-        return
-    extra = f"  ({results['num_segments']} segments)" if "num_segments" in results else ""
-    console.print(f"{title}: segment MAP@{top_k} {results['segment_map']:.4f}{extra}", markup=False, highlight=False, soft_wrap=True)
+        from rich.table import Table
 
-
-def _refuse_context_model(train_dir: Path) -> None:
-    """A segment model with video context reads segments only: it needs --segment-labels."""
-    from yt8m.classifier.config import ModelConfig
-
-    if ModelConfig.load(train_dir).segments == "context":
-        raise Yt8mError(
-            f"{train_dir}: this model was trained on segments with video context; it only takes segments (--segment-labels)"
-        )
+        table = Table(title=f"{train_dir} at step {results['step']}", title_justify="left")
+        for key in EVAL_KEYS:
+            table.add_column(EVAL_LABELS[key], justify="right")
+        table.add_row(*(_format_metric(results.get(key)) for key in EVAL_KEYS))
+        console.print(table)
 
 
 def _format_metric(value) -> str:
@@ -340,31 +327,30 @@ def predict(
     segment_classes: Optional[Path] = SEGMENT_CLASSES_OPTION,
     segment_max_pred: int = typer.Option(100_000, "--segment-max-pred", min=1, help="Segments listed per class."),
     tta_shifts: Optional[str] = TTA_SHIFTS_OPTION,
+    tta_mode: str = TTA_MODE_OPTION,
+    tta_combine: str = TTA_COMBINE_OPTION,
 ) -> None:
     """Write the Kaggle predictions CSV (top 20 label/score pairs per video) for TFRecords."""
-    from yt8m.classifier.evaluation import predict as run_prediction
+    from yt8m import api
 
+    result = api.predict(
+        input_data,
+        train_dir,
+        output,
+        top_k=top_k,
+        batch_size=batch_size,
+        scores=scores,
+        segment_labels=segment_labels,
+        segment_classes=segment_classes,
+        segment_max_pred=segment_max_pred,
+        tta_shifts=tta_shifts,
+        tta_mode=tta_mode,
+        tta_combine=tta_combine,
+    )
     if segment_labels:
-        from yt8m.classifier.segments import parse_shifts, predict_segments
-
-        segment_result = predict_segments(
-            input_data,
-            train_dir,
-            output,
-            class_ids=_segment_classes(segment_classes, train_dir),
-            max_pred=segment_max_pred,
-            shifts=parse_shifts(tta_shifts),
-            batch_size=batch_size,
-            scores_path=scores,
-        )
-        message = f"wrote segment predictions for {segment_result.num_segments} segments to {segment_result.csv_path}"
-        if segment_result.scores_path is not None:
-            message += f" (scores in {segment_result.scores_path})"
-        console.print(message, markup=False, highlight=False, soft_wrap=True)
-        return
-    _refuse_context_model(train_dir)
-    result = run_prediction(input_data, train_dir, output, top_k=top_k, batch_size=batch_size, scores_path=scores)
-    message = f"wrote predictions for {result.num_videos} videos to {result.csv_path}"
+        message = f"wrote segment predictions for {result.num_segments} segments to {result.csv_path}"
+    else:
+        message = f"wrote predictions for {result.num_videos} videos to {result.csv_path}"
     if result.scores_path is not None:
         message += f" (scores in {result.scores_path})"
     console.print(message, markup=False, highlight=False, soft_wrap=True)
@@ -377,12 +363,20 @@ def export(
     vocabulary: Optional[Path] = typer.Option(
         None, "--vocabulary", help="Class names to ship (vocabulary.csv or label map; default: the cached YT8M one)."
     ),
+    max_size: Optional[str] = typer.Option(
+        None, "--max-size", help="Refuse a SavedModel larger than this (e.g. 1GB, the 2018 limit), naming its largest parts."
+    ),
 ) -> None:
     """Export a trained model as a SavedModel with `serialized` and `rgb_and_audio` signatures."""
-    from yt8m.classifier.export import export_model
+    from yt8m import api
 
-    if output.resolve() == Path(train_dir).resolve():
-        raise Yt8mError(f"{output}: the export must not replace the train dir")
-    _refuse_context_model(train_dir)
-    path = export_model(train_dir, output, overwrite=overwrite, vocabulary=vocabulary)
+    path = api.export(train_dir, output, overwrite=overwrite, vocabulary=vocabulary, max_size=max_size)
+    if max_size is not None:
+        from yt8m.classifier.compact.size import format_size, size_report
+
+        report = size_report(path, max_size)
+        console.print(
+            f"SavedModel {format_size(report.total_bytes)} of the {format_size(report.budget)} budget",
+            markup=False, highlight=False, soft_wrap=True,
+        )
     console.print(f"exported SavedModel to {path}", markup=False, highlight=False, soft_wrap=True)

@@ -15,7 +15,11 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from yt8m.core import NUM_CLASSES, FeatureSpec, Yt8mError
+import numpy as np
+
+from yt8m.classifier.models import FALSE_WORDS, TRUE_WORDS, canonical_name, is_video_level, model_defaults
+from yt8m.core import NUM_CLASSES, FeatureSpec, Yt8mError, __version__
+from yt8m.data.files import write_text
 
 CONFIG_FILENAME = "config.json"
 CONFIG_FORMAT = 1
@@ -28,29 +32,66 @@ DEFAULT_LEARNING_RATE_DECAY_EXAMPLES = 4_000_000
 DEFAULT_CLIP_GRADIENT_NORM = 1.0
 DEFAULT_REGULARIZATION_PENALTY = 1.0
 LABEL_LOSSES = ("CrossEntropyLoss",)
+# How `clip_gradient_norm` applies: "per-tensor" clips every gradient tensor to that norm on its
+# own (starter utils.clip_gradient_norms, `tf.clip_by_norm`, used by every seed); "global" scales
+# all of them by one factor (`tf.clip_by_global_norm`), what yt8m did before.
+CLIP_PER_TENSOR = "per-tensor"
+CLIP_GLOBAL = "global"
+CLIP_GRADIENT_MODES = (CLIP_PER_TENSOR, CLIP_GLOBAL)
+# Settings a config.json saved before the setting existed was trained with (see `from_dict`):
+# global clipping and raw (not L2-normalised) video-level inputs.
+LEGACY_TRAINING = {"clip_gradient_mode": CLIP_GLOBAL, "l2_normalize_video_inputs": False}
+# Which classes of a rated segment count in the loss (`segment_label_weighting`): "all-classes"
+# (the 2019 9th place's fine-tuning: the rated-present classes are positives, every other class,
+# rated or not, a negative) or "rated-pairs" (only the rated (segment, class) pairs, weight 1).
+# None: the mode's default, chosen when training starts (`training.resolve_train_config`):
+# all-classes when a video train dir continues on segment labels, rated-pairs for a new one.
+SEGMENT_ALL_CLASSES = "all-classes"
+SEGMENT_RATED_PAIRS = "rated-pairs"
+SEGMENT_WEIGHTINGS = (SEGMENT_ALL_CLASSES, SEGMENT_RATED_PAIRS)
 # Published training settings per model (REFERENCE.md §7 and the authors' train scripts); every
-# other model uses the starter defaults above. NeXtVLAD trained on 2 GPUs x 80 (global 160) with
-# the decay every 2M examples. The transformer's settings were not published: yt8m's choice.
+# other model uses the starter defaults above. WILLOW's scripts decay by 0.8 for the gated NetVLAD
+# and NetFV and by 0.9 for the GRU and the DBoF variants. NeXtVLAD trained on 2 GPUs x 80 (global
+# 160) with the decay every 2M examples; MixNeXtVLAD's final script decays every 2.5M examples.
+# The 2019 9th place's BERT models: batch 128, lr 1e-4, decay 0.9 every 4M examples. The
+# transformer's settings were not published: yt8m's choice.
 _WILLOW = {"batch_size": 80, "base_learning_rate": 2e-4, "learning_rate_decay": 0.8}
+_WILLOW_09 = {**_WILLOW, "learning_rate_decay": 0.9}
 _NEXTVLAD = {
     "batch_size": 160,
     "base_learning_rate": 2e-4,
     "learning_rate_decay": 0.8,
     "learning_rate_decay_examples": 2_000_000,
 }
+_BERT9 = {
+    "batch_size": 128,
+    "base_learning_rate": 1e-4,
+    "learning_rate_decay": 0.9,
+    "learning_rate_decay_examples": 4_000_000,
+}
 PUBLISHED_TRAINING: dict[str, dict[str, Any]] = {
     "LstmModel": {"base_learning_rate": 1e-3},
     "NetVLADModelLF": _WILLOW,
     "NetFVModelLF": _WILLOW,
-    "SoftDbofModelLF": _WILLOW,
-    "GatedDbofModelLF": _WILLOW,
-    "GruModel": {**_WILLOW, "batch_size": 128},
+    "SoftDbofModelLF": _WILLOW_09,
+    "GatedDbofModelLF": _WILLOW_09,
+    "GruModel": {**_WILLOW_09, "batch_size": 128},
     "NeXtVLADModel": _NEXTVLAD,
-    "MixNeXtVladModel": _NEXTVLAD,
+    "MixNeXtVladModel": {**_NEXTVLAD, "learning_rate_decay_examples": 2_500_000},
     "TransformerModel": {"batch_size": 128, "base_learning_rate": 1e-4, "learning_rate_decay": 0.8},
+    **{name: _BERT9 for name in ("Bert", "BertCross", "BERTMean", "BERTFirst", "BERTCrossMean", "BERTCrossAttn")},
 }
-_TRUE = {"1", "true", "yes", "on", "y", "t"}
-_FALSE = {"0", "false", "no", "off", "n", "f"}
+# How a model's input is laid out (`ModelConfig.segments`): None for whole videos, else
+# "segment" (5-frame segments) or "context" (a segment followed by its whole video).
+SEGMENT_MODES = ("segment", "context")
+# What a bundle on disk holds (`ModelConfig.kind`): a trained model today; the compact-models work
+# adds quantized and merged bundles under their own kinds.
+KIND_TRAINED = "trained"
+
+
+def package_version() -> str:
+    """yt8m's version, recorded in every config and export."""
+    return __version__
 
 
 @dataclass
@@ -59,7 +100,8 @@ class TrainingSettings:
 
     `batch_size` is the global batch (split across replicas). `label_weights` are optional
     per-class loss weights. (Frame sampling, the seeds' `iterations` / `sample_random_frames`,
-    is a model hyperparameter: the models sample inside their graph.)
+    is a model hyperparameter: the models sample inside their graph.) `clip_gradient_norm` (0:
+    off) applies to every gradient tensor on its own by default, as the seeds' train.py does.
     """
 
     batch_size: int = DEFAULT_BATCH_SIZE
@@ -67,6 +109,7 @@ class TrainingSettings:
     learning_rate_decay: float = DEFAULT_LEARNING_RATE_DECAY
     learning_rate_decay_examples: int = DEFAULT_LEARNING_RATE_DECAY_EXAMPLES
     clip_gradient_norm: float = DEFAULT_CLIP_GRADIENT_NORM
+    clip_gradient_mode: str = CLIP_PER_TENSOR  # CLIP_GRADIENT_MODES
     regularization_penalty: float = DEFAULT_REGULARIZATION_PENALTY
     label_loss: str = "CrossEntropyLoss"
     num_epochs: int | None = None
@@ -78,13 +121,22 @@ class TrainingSettings:
     keep_checkpoints: int = 5
     log_every_steps: int = 10
     label_weights: list[float] | None = None
+    # Video-level models only: L2-normalise the concatenated mean_rgb + mean_audio vector, as the
+    # starter's train.py / eval.py / export_model.py do for every model's input. False feeds the
+    # raw means (yt8m's earlier behaviour). Fixed for a train dir: its weights expect one or the other.
+    l2_normalize_video_inputs: bool = True
+    segment_label_weighting: str | None = None  # SEGMENT_WEIGHTINGS; segment-label training only
 
     def validate(self, num_classes: int) -> None:
         """Raise `Yt8mError` for settings no training run can use."""
         if self.batch_size < 1:
             raise Yt8mError(f"batch_size must be >= 1, got {self.batch_size}")
-        if not self.base_learning_rate > 0:
-            raise Yt8mError(f"base_learning_rate must be > 0, got {self.base_learning_rate}")
+        if not (math.isfinite(self.base_learning_rate) and self.base_learning_rate > 0):
+            raise Yt8mError(f"base_learning_rate must be a finite number > 0, got {self.base_learning_rate}")
+        for name in ("regularization_penalty", "clip_gradient_norm"):  # 0 switches them off
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0):
+                raise Yt8mError(f"{name} must be a finite number >= 0, got {value}")
         if not 0 < self.learning_rate_decay <= 1:
             raise Yt8mError(f"learning_rate_decay must be in (0, 1], got {self.learning_rate_decay}")
         if self.learning_rate_decay_examples < 1:
@@ -93,9 +145,21 @@ class TrainingSettings:
             raise Yt8mError(f"ema_decay must be in (0, 1), got {self.ema_decay}")
         if self.label_loss not in LABEL_LOSSES:
             raise Yt8mError(f"label_loss must be one of {', '.join(LABEL_LOSSES)}, got {self.label_loss!r}")
+        if self.segment_label_weighting not in (None, *SEGMENT_WEIGHTINGS):
+            raise Yt8mError(
+                f"segment_label_weighting must be one of {', '.join(SEGMENT_WEIGHTINGS)}, got {self.segment_label_weighting!r}"
+            )
+        if self.clip_gradient_mode not in CLIP_GRADIENT_MODES:
+            raise Yt8mError(
+                f"clip_gradient_mode must be one of {', '.join(CLIP_GRADIENT_MODES)}, got {self.clip_gradient_mode!r}"
+            )
         for name in ("num_epochs", "max_steps"):
             value = getattr(self, name)
             if value is not None and value < 1:
+                raise Yt8mError(f"{name} must be >= 1, got {value}")
+        for name in ("log_every_steps", "checkpoint_every_steps", "keep_checkpoints", "shuffle_buffer"):
+            value = getattr(self, name)
+            if value < 1:
                 raise Yt8mError(f"{name} must be >= 1, got {value}")
         if self.label_weights is not None:
             if len(self.label_weights) != num_classes:
@@ -114,11 +178,11 @@ def coerce_value(key: str, text: str, default: Any) -> Any:
     text = text.strip()
     if isinstance(default, bool):
         lowered = text.lower()
-        if lowered in _TRUE:
+        if lowered in TRUE_WORDS:
             return True
-        if lowered in _FALSE:
+        if lowered in FALSE_WORDS:
             return False
-        raise Yt8mError(f"--set {key}={text}: expected a boolean (true/false)")
+        raise Yt8mError(f"{key}={text}: expected a boolean (true/false)")
     if default is None:
         if text.lower() in ("none", "null", ""):
             return None
@@ -127,23 +191,20 @@ def coerce_value(key: str, text: str, default: Any) -> Any:
                 return convert(text)
             except ValueError:
                 pass
-        lowered = text.lower()
-        if lowered in ("true", "false"):
-            return lowered == "true"
         return text
     if isinstance(default, int):
         try:
             number = float(text)
         except ValueError:
-            raise Yt8mError(f"--set {key}={text}: expected an integer") from None
+            raise Yt8mError(f"{key}={text}: expected an integer") from None
         if not number.is_integer():
-            raise Yt8mError(f"--set {key}={text}: expected an integer")
+            raise Yt8mError(f"{key}={text}: expected an integer")
         return int(number)
     if isinstance(default, float):
         try:
             return float(text)
         except ValueError:
-            raise Yt8mError(f"--set {key}={text}: expected a number") from None
+            raise Yt8mError(f"{key}={text}: expected a number") from None
     if isinstance(default, (list, tuple)):
         element = default[0] if default else ""
         items = [coerce_value(key, part, element) for part in text.split(",") if part.strip()]
@@ -158,10 +219,10 @@ def parse_overrides(assignments: list[str] | None, defaults: dict[str, Any]) -> 
         key, sep, value = assignment.partition("=")
         key = key.strip()
         if not sep or not key:
-            raise Yt8mError(f"--set {assignment!r}: expected key=value")
+            raise Yt8mError(f"{assignment!r}: expected key=value")
         if key not in defaults:
             known = ", ".join(sorted(defaults))
-            raise Yt8mError(f"--set {key}: unknown setting; known: {known}")
+            raise Yt8mError(f"{key}: unknown setting; known: {known}")
         overrides[key] = coerce_value(key, value, defaults[key])
     return overrides
 
@@ -181,10 +242,11 @@ class ModelConfig:
     num_classes: int = NUM_CLASSES
     video_level: bool = False
     training: TrainingSettings = field(default_factory=TrainingSettings)
-    segments: str | None = None  # None (videos), "segment" or "context" (see yt8m.classifier.segments)
+    segments: str | None = None  # None (videos), "segment" or "context" (SEGMENT_MODES)
     # The feature networks' weights the training records were made with (their `yt8m_weights`
     # field, e.g. "random"); None for records without it, such as the YT8M data itself.
     feature_weights: str | None = None
+    kind: str = KIND_TRAINED  # what the bundle holds (saved only when not a plain trained model)
 
     @classmethod
     def create(
@@ -201,8 +263,6 @@ class ModelConfig:
         `overrides` may name model hyperparameters or training settings (as `--set` does);
         `training` holds settings given by dedicated options (e.g. `--batch-size`), which win.
         """
-        from yt8m.classifier.models import canonical_name, is_video_level, model_defaults
-
         model = canonical_name(model)
         if num_classes < 1:
             raise Yt8mError(f"num_classes must be >= 1, got {num_classes}")
@@ -221,7 +281,7 @@ class ModelConfig:
             elif key in hparams:
                 hparams[key] = value
             else:
-                raise Yt8mError(f"--set {key}: not a setting of {model}")
+                raise Yt8mError(f"{key}: not a setting of {model}")
         for key, value in (training or {}).items():
             if key not in TRAINING_KEYS:
                 raise Yt8mError(f"unknown training setting {key!r}")
@@ -241,8 +301,6 @@ class ModelConfig:
     @staticmethod
     def settable_defaults(model: str) -> dict[str, Any]:
         """Every key `--set` accepts for `model` with its default (model hparams + training settings)."""
-        from yt8m.classifier.models import canonical_name, model_defaults
-
         model = canonical_name(model)
         merged = asdict(TrainingSettings())
         merged.update(PUBLISHED_TRAINING.get(model, {}))
@@ -250,11 +308,9 @@ class ModelConfig:
         return merged
 
     def to_dict(self) -> dict[str, Any]:
-        from yt8m import __version__
-
         return {
             "format": CONFIG_FORMAT,
-            "yt8m_version": __version__,
+            "yt8m_version": package_version(),
             "model": self.model,
             "video_level": self.video_level,
             "num_classes": self.num_classes,
@@ -263,13 +319,18 @@ class ModelConfig:
             "training": asdict(self.training),
             **({"segments": self.segments} if self.segments else {}),
             **({"feature_weights": self.feature_weights} if self.feature_weights else {}),
+            **({"kind": self.kind} if self.kind != KIND_TRAINED else {}),
         }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = CONFIG_FILENAME) -> "ModelConfig":
+        """The config `to_dict` wrote. A config saved before a setting of `LEGACY_TRAINING` existed
+        gets the value it was trained with (global clipping, raw video-level inputs), so that an
+        old train dir resumes, evaluates and exports as it was trained."""
         try:
             known = TRAINING_KEYS
             training = {k: v for k, v in dict(data.get("training", {})).items() if k in known}
+            training = {**LEGACY_TRAINING, **training}
             return cls(
                 model=str(data["model"]),
                 hparams=dict(data.get("hparams", {})),
@@ -279,6 +340,7 @@ class ModelConfig:
                 training=TrainingSettings(**training),
                 segments=data.get("segments") or None,
                 feature_weights=data.get("feature_weights") or None,
+                kind=str(data.get("kind") or KIND_TRAINED),
             )
         except (KeyError, TypeError, ValueError) as error:
             raise Yt8mError(f"{source}: not a yt8m model config ({type(error).__name__}: {error})") from None
@@ -288,14 +350,9 @@ class ModelConfig:
         return replace(self, training=replace(self.training, **changes))
 
     def save(self, directory: str | os.PathLike) -> Path:
-        """Write `config.json` into `directory` (temp name + rename)."""
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        path = directory / CONFIG_FILENAME
-        tmp = path.with_name(f".{CONFIG_FILENAME}.tmp")
-        tmp.write_text(json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n", encoding="utf-8")
-        os.replace(tmp, path)
-        return path
+        """Write `config.json` into `directory` (atomically)."""
+        text = json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"
+        return write_text(Path(directory) / CONFIG_FILENAME, text)
 
     @classmethod
     def load(cls, directory: str | os.PathLike) -> "ModelConfig":
@@ -334,28 +391,9 @@ class ModelConfig:
                     differences.append(f"{key} {mine} vs {theirs}")
         return differences
 
-    def build(self):
-        """Build the Keras model this config describes (untrained weights)."""
-        from yt8m.classifier.models import build_model
-
-        model = build_model(
-            self.model,
-            num_classes=self.num_classes,
-            feature_sizes=tuple(self.feature_spec.sizes),
-            max_frames=self.feature_spec.max_frames,
-            **self.hparams,
-        )
-        if self.segments is not None:
-            from yt8m.classifier.segments import wrap_segment_model
-
-            model = wrap_segment_model(model, self)
-        return model
-
 
 def load_label_weights(path: str | os.PathLike) -> list[float]:
     """Per-class loss weights from a `.npy` file or a text file of numbers (one per class, in class order)."""
-    import numpy as np
-
     path = Path(path)
     try:
         if path.suffix == ".npy":

@@ -17,14 +17,37 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from scipy.stats import norm
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.gaussian_process import GaussianProcessRegressor
+from sklearn.gaussian_process.kernels import ConstantKernel, Matern, WhiteKernel
 
+from yt8m.classifier import metrics
+from yt8m.classifier.evaluation import (
+    PREDICTIONS_HEADER,
+    format_prediction_line,
+    load_scores,
+    read_predictions_csv,
+    save_scores,
+    top_k_pairs,
+)
+from yt8m.classifier.segments import (
+    SEGMENT_CSV_HEADER,
+    SegmentBatch,
+    SegmentRanking,
+    resolve_segment_classes,
+    save_segment_scores,
+    write_segment_csv,
+)
 from yt8m.core import Yt8mError
+from yt8m.data.files import atomic_path, write_text
 
 WEIGHTS_FORMAT = 1
 DEFAULT_SEARCH_ITERATIONS = 30
@@ -50,9 +73,6 @@ class PredictionSet:
 
 def load_prediction_set(path: str | os.PathLike, num_classes: int | None = None) -> PredictionSet:
     """Read a `.npz` scores file or a video-level predictions CSV (see the module doc)."""
-    from yt8m.classifier.evaluation import PREDICTIONS_HEADER, load_scores, read_predictions_csv
-    from yt8m.classifier.segments import SEGMENT_CSV_HEADER
-
     path = Path(path)
     if not path.is_file():
         raise Yt8mError(f"{path}: no such predictions file")
@@ -64,7 +84,7 @@ def load_prediction_set(path: str | os.PathLike, num_classes: int | None = None)
     with open(path, encoding="utf-8", errors="replace") as handle:
         header = handle.readline().strip()
     if header == SEGMENT_CSV_HEADER:
-        raise Yt8mError(f"{path}: a Class,Segments CSV holds ranks, not scores; ensemble the .npz of `predict --save-scores`")
+        raise Yt8mError(f"{path}: a Class,Segments CSV holds ranks, not scores; ensemble the .npz scores predict saves (`scores`)")
     if header != PREDICTIONS_HEADER:
         raise Yt8mError(f"{path}: not a .npz scores file or a {PREDICTIONS_HEADER} CSV")
     rows = read_predictions_csv(path)
@@ -116,9 +136,9 @@ def align(sets: Sequence[PredictionSet]) -> list[PredictionSet]:
 def check_weights(weights: Sequence[float], count: int) -> np.ndarray:
     values = np.asarray([float(w) for w in weights], dtype=np.float64)
     if values.size != count:
-        raise Yt8mError(f"--weights has {values.size} values for {count} prediction sets")
+        raise Yt8mError(f"`weights` has {values.size} values for {count} prediction sets")
     if not np.all(np.isfinite(values)) or np.any(values < 0) or values.sum() <= 0:
-        raise Yt8mError("--weights must be finite, >= 0 and not all 0")
+        raise Yt8mError("`weights` must be finite, >= 0 and not all 0")
     return values / values.sum()
 
 
@@ -133,8 +153,6 @@ def combine(predictions: Sequence[np.ndarray], weights: Sequence[float]) -> np.n
 
 def metric_for(reference: PredictionSet, class_ids: Sequence[int] | None = None) -> tuple[str, Callable[[np.ndarray], float]]:
     """(name, fn(predictions) -> value) of the validation metric for `reference`'s labels."""
-    from yt8m.classifier import metrics
-
     if reference.labels is None:
         raise Yt8mError(f"{reference.source}: has no labels; searching weights needs labelled validation scores (.npz)")
     if reference.is_segments:
@@ -153,6 +171,32 @@ class SearchResult:
     single: list[float]  # each member alone
 
 
+def expected_improvement_rounds(
+    history: list[tuple[np.ndarray, float]],
+    evaluate: Callable[[np.ndarray], None],
+    sample: Callable[[int], np.ndarray],
+    rounds: int,
+    seed: int = 0,
+) -> None:
+    """Bayesian optimisation rounds: fit a GP to `history` [(point, value)], `evaluate` (which
+    appends to `history`) the candidate from `sample(n)` with the highest expected improvement."""
+    kernel = ConstantKernel(1.0) * Matern(length_scale=0.3, nu=2.5) + WhiteKernel(1e-5, noise_level_bounds=(1e-10, 1e-1))
+    for _ in range(max(0, rounds)):
+        x = np.asarray([w for w, _ in history])
+        y = np.asarray([v for _, v in history])
+        gp = GaussianProcessRegressor(kernel=kernel, normalize_y=True, random_state=seed)
+        with warnings.catch_warnings():  # a few points rarely pin the kernel's bounds: harmless here
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            gp.fit(x, y)
+        candidates = sample(CANDIDATES_PER_ROUND)
+        mean, std = gp.predict(candidates, return_std=True)
+        best = y.max()
+        std = np.maximum(std, 1e-12)
+        z = (mean - best - EI_XI) / std
+        improvement = (mean - best - EI_XI) * norm.cdf(z) + std * norm.pdf(z)
+        evaluate(candidates[int(np.argmax(improvement))])
+
+
 def search_weights(
     validation: Sequence[PredictionSet],
     *,
@@ -161,13 +205,6 @@ def search_weights(
     class_ids: Sequence[int] | None = None,
 ) -> SearchResult:
     """Bayesian optimisation of the ensemble weights on aligned, labelled validation sets."""
-    import warnings
-
-    from scipy.stats import norm
-    from sklearn.exceptions import ConvergenceWarning
-    from sklearn.gaussian_process import GaussianProcessRegressor
-    from sklearn.gaussian_process.kernels import ConstantKernel, Matern, WhiteKernel
-
     sets = align(validation)
     name, metric = metric_for(sets[0], class_ids)
     predictions = [s.predictions for s in sets]
@@ -184,21 +221,9 @@ def search_weights(
         evaluate(point)
     single = [value for w, value in history[1 : 1 + count]]
     if count > 1:
-        kernel = ConstantKernel(1.0) * Matern(length_scale=0.3, nu=2.5) + WhiteKernel(1e-5, noise_level_bounds=(1e-10, 1e-1))
-        for _ in range(max(0, iterations - len(points))):
-            x = np.asarray([w for w, _ in history])
-            y = np.asarray([v for _, v in history])
-            gp = GaussianProcessRegressor(kernel=kernel, normalize_y=True, random_state=seed)
-            with warnings.catch_warnings():  # a few points rarely pin the kernel's bounds: harmless here
-                warnings.simplefilter("ignore", ConvergenceWarning)
-                gp.fit(x, y)
-            candidates = rng.dirichlet(np.ones(count), size=CANDIDATES_PER_ROUND)
-            mean, std = gp.predict(candidates, return_std=True)
-            best = y.max()
-            std = np.maximum(std, 1e-12)
-            z = (mean - best - EI_XI) / std
-            improvement = (mean - best - EI_XI) * norm.cdf(z) + std * norm.pdf(z)
-            evaluate(candidates[int(np.argmax(improvement))])
+        expected_improvement_rounds(
+            history, evaluate, lambda size: rng.dirichlet(np.ones(count), size=size), iterations - len(points), seed
+        )
     best_w, best_value = max(history, key=lambda item: item[1])
     return SearchResult(
         weights=np.asarray(best_w, dtype=np.float64),
@@ -210,14 +235,9 @@ def search_weights(
 
 
 def save_weights(path: str | os.PathLike, sources: Sequence[str], weights: Sequence[float], **info: Any) -> Path:
-    """Write the chosen weights as JSON (temp name + rename) for `--weights-file`."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
+    """Write the chosen weights as JSON (atomically), to be loaded again with `load_weights`."""
     data = {"format": WEIGHTS_FORMAT, "inputs": [str(s) for s in sources], "weights": [float(w) for w in weights], **info}
-    tmp = target.with_name(f".{target.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, target)
-    return target
+    return write_text(path, json.dumps(data, indent=2) + "\n")
 
 
 def load_weights(path: str | os.PathLike, count: int) -> np.ndarray:
@@ -248,9 +268,6 @@ def write_outputs(
     scores_path: str | os.PathLike | None = None,
 ) -> tuple[Path | None, Path | None]:
     """Write the ensemble's Kaggle CSV (video or segment format, as the inputs) and/or its scores."""
-    from yt8m.classifier.evaluation import PREDICTIONS_HEADER, format_prediction_line, save_scores, top_k_pairs
-    from yt8m.classifier.segments import SegmentRanking, write_segment_csv
-
     csv_path = scores = None
     if out_path is not None:
         if reference.is_segments:
@@ -259,27 +276,88 @@ def write_outputs(
             ranking.add(reference.ids, combined)
             csv_path = write_segment_csv(out_path, ranking)
         else:
-            out = Path(out_path)
-            out.parent.mkdir(parents=True, exist_ok=True)
-            tmp = out.with_name(f".{out.name}.inprogress")
-            try:
-                classes_k, scores_k = top_k_pairs(combined, top_k)
-                with open(tmp, "w", encoding="utf-8", newline="") as handle:
-                    handle.write(PREDICTIONS_HEADER + "\n")
-                    for video_id, c, s in zip(reference.ids, classes_k, scores_k):
-                        handle.write(format_prediction_line(video_id, c, s))
-                os.replace(tmp, out)
-            finally:
-                if tmp.exists():
-                    tmp.unlink()
-            csv_path = out
+            classes_k, scores_k = top_k_pairs(combined, top_k)
+            with atomic_path(out_path) as temporary, open(temporary, "w", encoding="utf-8", newline="") as handle:
+                handle.write(PREDICTIONS_HEADER + "\n")
+                for video_id, c, s in zip(reference.ids, classes_k, scores_k):
+                    handle.write(format_prediction_line(video_id, c, s))
+            csv_path = Path(out_path)
     if scores_path is not None:
         labels = reference.labels if reference.labels is not None else np.zeros(combined.shape, bool)
         if reference.is_segments:
-            from yt8m.classifier.segments import SegmentBatch, save_segment_scores
-
             batch = SegmentBatch(reference.ids, combined, labels, reference.weights)
             scores = save_segment_scores(scores_path, [batch], combined.shape[1])
         else:
             scores = save_scores(scores_path, reference.ids, combined, labels > 0)
     return csv_path, scores
+
+
+@dataclass
+class EnsembleResult:
+    """What `run_ensemble` chose and wrote."""
+
+    weights: np.ndarray
+    count: int  # prediction sets combined
+    search: SearchResult | None = None
+    weights_path: Path | None = None
+    csv_path: Path | None = None
+    scores_path: Path | None = None
+
+
+def run_ensemble(
+    inputs: Sequence[str | os.PathLike],
+    output: str | os.PathLike | None = None,
+    *,
+    weights: Sequence[float] | None = None,
+    weights_file: str | os.PathLike | None = None,
+    search: bool = False,
+    validation: Sequence[str | os.PathLike] | None = None,
+    search_iterations: int = 30,
+    seed: int = 0,
+    save_weights_to: str | os.PathLike | None = None,
+    save_scores: str | os.PathLike | None = None,
+    num_classes: int | None = None,
+    top_k: int = 20,
+    segment_classes: str | os.PathLike | None = None,
+    segment_max_pred: int = 100_000,
+) -> EnsembleResult:
+    """Combine prediction sets by a weighted mean (weights given, loaded, searched or equal) and write
+    the ensemble's CSV (`output`), scores (`save_scores`) and chosen weights (`save_weights_to`).
+
+    `search` tunes the weights on labelled `validation` sets (one per input, in the same order;
+    default: the inputs themselves). `segment_classes` is the rated-class whitelist file for segment
+    sets (default: the official one for 3862 classes, else every class).
+    """
+    if sum(1 for given in (weights is not None, weights_file is not None, search) if given) > 1:
+        raise Yt8mError("give at most one of `weights`, `weights_file` and `search`")
+    sets = align([load_prediction_set(path, num_classes) for path in inputs])
+    reference = sets[0]
+    classes = reference.predictions.shape[1]
+    class_ids = resolve_segment_classes(segment_classes, classes) if reference.is_segments else None
+    info: dict[str, Any] = {}
+    found = None
+    if search:
+        validation_sets = sets
+        if validation is not None:
+            if len(validation) != len(inputs):
+                raise Yt8mError(f"`validation` lists {len(validation)} files for {len(inputs)} inputs")
+            validation_sets = [load_prediction_set(path, num_classes) for path in validation]
+        found = search_weights(validation_sets, iterations=search_iterations, seed=seed, class_ids=class_ids)
+        chosen = found.weights
+        info = {"metric": found.metric, "value": found.value, "single": found.single, "method": "bayesian-optimisation"}
+    elif weights_file is not None:
+        chosen = load_weights(weights_file, len(sets))
+    else:
+        chosen = check_weights(list(weights) if weights is not None else [1.0] * len(sets), len(sets))
+    if output is None and save_scores is None and not search and save_weights_to is None:
+        raise Yt8mError("nothing to do: give `output`, `save_scores` or `save_weights`")
+    result = EnsembleResult(weights=np.asarray(chosen), count=len(sets), search=found)
+    if save_weights_to is not None:
+        result.weights_path = save_weights(save_weights_to, [str(p) for p in inputs], chosen, **info)
+    if output is not None or save_scores is not None:
+        combined = combine([s.predictions for s in sets], chosen)
+        result.csv_path, result.scores_path = write_outputs(
+            reference, combined, output, top_k=top_k, class_ids=class_ids, max_pred=segment_max_pred,
+            scores_path=save_scores,
+        )
+    return result

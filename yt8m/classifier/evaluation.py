@@ -11,25 +11,40 @@ for ensembling and for checking the metrics.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from yt8m.classifier.metrics import GAP_TOP_K, EvaluationMetrics, top_k_by_class
+from yt8m._tf import import_tensorflow_quietly
+from yt8m.classifier.bundle import LOG_DIR, USE_SEGMENTS, USE_VIDEOS, ModelBundle
+from yt8m.classifier.metrics import GAP_TOP_K, SEGMENT_TOP_K, EvaluationMetrics, SegmentMapAccumulator, top_k_by_class
+from yt8m.classifier.readers import RecordSource
+from yt8m.classifier.segments import (
+    DEFAULT_TTA_SHIFTS,
+    SegmentBatch,
+    SegmentRanking,
+    predict_segment_batches,
+    save_segment_scores,
+    write_segment_csv,
+)
+from yt8m.classifier.training import EVAL_LOG, ScalarLog, cross_entropy
+from yt8m.classifier.tta import (
+    COMBINE_RANK,
+    DEFAULT_TTA_COMBINE,
+    DEFAULT_TTA_MODE,
+    ShiftRankFusion,
+    check_tta_combine,
+    write_ranking_csv,
+)
 from yt8m.core import Yt8mError
+from yt8m.data.files import atomic_path
 
 PREDICTIONS_HEADER = "VideoId,LabelConfidencePairs"
 DEFAULT_BATCH_SIZE = 256  # eval / predict batches (memory, not the training batch)
 SCORES_KEYS = ("video_ids", "predictions", "labels")
-
-
-def _tf():
-    from yt8m._tf import import_tensorflow_quietly
-
-    return import_tensorflow_quietly()
 
 
 @dataclass
@@ -46,19 +61,20 @@ def predict_batches(
     batch_size: int = DEFAULT_BATCH_SIZE,
 ) -> Iterator[PredictionBatch]:
     """Run `model` over every record matching `pattern`, in file order, one batch at a time."""
-    tf = _tf()
-    from yt8m.classifier.readers import RecordSource
-
+    tf = import_tensorflow_quietly()
     if batch_size < 1:
-        raise Yt8mError(f"batch size must be >= 1, got {batch_size}")
-    source = RecordSource(pattern, config.feature_spec, config.num_classes, video_level=config.video_level)
+        raise Yt8mError(f"`batch_size` must be >= 1, got {batch_size}")
+    source = RecordSource.for_model(pattern, config)
 
     @tf.function(reduce_retracing=True)
     def forward(frames, num_frames):
         return model((frames, num_frames), training=False)
 
     for batch in source.iterate(batch_size):
-        predictions = forward(tf.constant(batch["frames"]), tf.constant(batch["num_frames"])).numpy()
+        try:
+            predictions = forward(tf.constant(batch["frames"]), tf.constant(batch["num_frames"])).numpy()
+        except tf.errors.ResourceExhaustedError:
+            raise Yt8mError(f"out of memory running the model on batches of {batch_size}; lower `batch_size`") from None
         yield PredictionBatch(
             video_ids=[v.decode("utf-8", errors="replace") for v in batch["video_id"]],
             predictions=predictions.astype(np.float32, copy=False),
@@ -68,8 +84,6 @@ def predict_batches(
 
 def batch_losses(labels: np.ndarray, predictions: np.ndarray) -> np.ndarray:
     """Per-example training loss (the starter's cross-entropy) of a batch, as numpy."""
-    from yt8m.classifier.training import cross_entropy
-
     return np.asarray(cross_entropy(labels, predictions))
 
 
@@ -86,11 +100,10 @@ def evaluate(
     """Metrics of a train dir's model on labelled records: hit_at_one, perr, gap, map, loss, num_examples.
 
     Also returns `step` and `checkpoint`; with `write_summaries` the numbers go to TensorBoard
-    under `train_dir/logs/eval` at the checkpoint's step.
+    under `train_dir/logs/eval` at the checkpoint's step. A model that scores segments only is refused.
     """
-    from yt8m.classifier.training import EVAL_LOG, LOG_DIR, ScalarLog, load_trained_model
-
-    model, config, step = load_trained_model(train_dir, checkpoint)
+    loaded = ModelBundle.open(train_dir, use=USE_VIDEOS).load(checkpoint)
+    model, config, step = loaded.model, loaded.config, loaded.step
     metrics = EvaluationMetrics(config.num_classes, top_k=top_k)
     done = 0
     for batch in predict_batches(eval_pattern, model, config, batch_size):
@@ -102,21 +115,15 @@ def evaluate(
         raise Yt8mError(f"{eval_pattern}: no records to evaluate")
     results: dict[str, Any] = dict(metrics.get())
     results["step"] = step
-    results["checkpoint"] = checkpoint or _latest(train_dir)
+    results["checkpoint"] = loaded.checkpoint
     if write_summaries:
         try:
             log = ScalarLog(Path(train_dir) / LOG_DIR / EVAL_LOG)
             log.write(step, {key: results[key] for key in ("hit_at_one", "perr", "gap", "map", "loss")})
             log.close()
-        except (OSError, _tf().errors.OpError):
+        except (OSError, import_tensorflow_quietly().errors.OpError):
             pass  # a read-only train dir still evaluates; only the TensorBoard copy is skipped
     return results
-
-
-def _latest(train_dir: str | os.PathLike) -> str | None:
-    from yt8m.classifier.training import latest_checkpoint
-
-    return latest_checkpoint(train_dir)
 
 
 def top_k_pairs(predictions: np.ndarray, top_k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -157,22 +164,45 @@ def predict(
 
     Files are written under a temporary name and renamed when complete. `scores_path` also saves
     every score (`video_ids`, `predictions` [N, C] float32, `labels` [N, C] multi-hot) as `.npz`.
+    A model that scores segments only is refused.
     """
-    from yt8m.classifier.training import load_trained_model
-
     if top_k < 1:
-        raise Yt8mError(f"--top-k must be >= 1, got {top_k}")
-    model, config, step = load_trained_model(train_dir, checkpoint)
+        raise Yt8mError(f"`top_k` must be >= 1, got {top_k}")
     out = Path(out_path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.inprogress")
+    _refuse_folders(out_path=out, scores_path=scores_path)
+    loaded = ModelBundle.open(train_dir, use=USE_VIDEOS).load(checkpoint)
+    model, config, step = loaded.model, loaded.config, loaded.step
+    try:
+        saved_scores, count = _write_predictions(
+            out, input_pattern, model, config, batch_size, top_k, scores_path, progress
+        )
+    except OSError as error:  # a full disk, a folder that cannot be written ...
+        raise _write_error(error, out) from None
+    return PredictResult(num_videos=count, csv_path=out, scores_path=saved_scores, step=step)
+
+
+def _refuse_folders(**paths: str | os.PathLike | None) -> None:
+    """Output parameters must name files: an existing folder is refused before any work."""
+    for name, path in paths.items():
+        if path is not None and Path(path).is_dir():
+            raise Yt8mError(f"{path}: is a folder; `{name}` must name a file")
+
+
+def _write_error(error: OSError, out: Path) -> Yt8mError:
+    """One line for an output that could not be written (a full disk, no permission)."""
+    return Yt8mError(f"{error.filename or out}: cannot write the predictions ({error.strerror or error})")
+
+
+def _write_predictions(out, input_pattern, model, config, batch_size, top_k, scores_path, progress) -> tuple[Path | None, int]:
+    """Write the predictions CSV (and the scores) under temporary names; (scores path, videos)."""
     keep_scores = scores_path is not None
     ids: list[str] = []
     all_predictions: list[np.ndarray] = []
     all_labels: list[np.ndarray] = []
     count = 0
-    try:
-        with open(tmp, "w", encoding="utf-8", newline="") as handle:
+    saved_scores = None
+    with atomic_path(out) as temporary:
+        with open(temporary, "w", encoding="utf-8", newline="") as handle:
             handle.write(PREDICTIONS_HEADER + "\n")
             for batch in predict_batches(input_pattern, model, config, batch_size):
                 classes, scores = top_k_pairs(batch.predictions, top_k)
@@ -185,7 +215,6 @@ def predict(
                     all_labels.append(batch.labels > 0)
                 if progress is not None:
                     progress(count)
-        saved_scores = None
         if keep_scores:
             saved_scores = save_scores(
                 scores_path,
@@ -193,31 +222,21 @@ def predict(
                 np.concatenate(all_predictions) if all_predictions else np.zeros((0, config.num_classes), np.float32),
                 np.concatenate(all_labels) if all_labels else np.zeros((0, config.num_classes), bool),
             )
-        os.replace(tmp, out)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return PredictResult(num_videos=count, csv_path=out, scores_path=saved_scores, step=step)
+    return saved_scores, count
 
 
 def save_scores(path: str | os.PathLike, video_ids: list[str], predictions: np.ndarray, labels: np.ndarray) -> Path:
-    """Save scores as `.npz` (temp name + rename): video_ids, predictions float32 [N, C], labels bool [N, C]."""
+    """Save scores as `.npz` (atomically): video_ids, predictions float32 [N, C], labels bool [N, C]."""
     target = Path(path)
     if target.suffix != ".npz":
         target = target.with_name(target.name + ".npz")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.stem}.inprogress.npz")
-    try:
+    with atomic_path(target) as temporary, open(temporary, "wb") as handle:
         np.savez_compressed(
-            tmp,
+            handle,
             video_ids=np.asarray(video_ids, dtype=str),
             predictions=predictions.astype(np.float32, copy=False),
             labels=labels.astype(bool, copy=False),
         )
-        os.replace(tmp, target)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     return target
 
 
@@ -256,3 +275,116 @@ def read_predictions_csv(path: str | os.PathLike) -> dict[str, list[tuple[int, f
     except OSError as error:
         raise Yt8mError(f"{path}: cannot read ({error.strerror or error})") from None
     return rows
+
+
+# ----------------------------------------------------------------------------- the segment task (2019)
+
+
+def evaluate_segments(
+    eval_pattern: str,
+    train_dir: str | os.PathLike,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    *,
+    class_ids: Iterable[int] | None = None,
+    shifts: Sequence[int] = DEFAULT_TTA_SHIFTS,
+    top_k: int = SEGMENT_TOP_K,
+    checkpoint: str | None = None,
+    progress: Callable[[int], None] | None = None,
+    tta_mode: str = DEFAULT_TTA_MODE,
+    tta_combine: str = DEFAULT_TTA_COMBINE,
+) -> dict[str, Any]:
+    """Segment MAP@top_k of a train dir's model (video- or segment-trained) over rated segments.
+
+    Streams with `SegmentMapAccumulator`; only rated (segment, class) pairs of the `class_ids`
+    whitelist (all classes when None) count. Returns segment_map, num_segments, step, checkpoint.
+    Several `shifts` with `tta_combine="rank"` fuse the per-shift rankings (tta.py) instead.
+    """
+    loaded = ModelBundle.open(train_dir, use=USE_SEGMENTS).load(checkpoint)
+    accumulator = SegmentMapAccumulator(loaded.config.num_classes, top_k=top_k, class_ids=class_ids)
+    fusion = _shift_fusion(shifts, tta_combine, class_ids, loaded.config.num_classes, top_k)
+    done = 0
+    for batch in predict_segment_batches(eval_pattern, loaded.model, loaded.config, batch_size, shifts, tta_mode):
+        if fusion is not None:
+            fusion.add(batch)
+        else:
+            accumulator.accumulate(batch.predictions, batch.labels, batch.weights)
+        done += len(batch.segment_ids)
+        if progress is not None:
+            progress(done)
+    if done == 0:
+        raise Yt8mError(f"{eval_pattern}: no segments to evaluate")
+    return {
+        "segment_map": fusion.segment_map(top_k) if fusion is not None else accumulator.get(),
+        "num_segments": done,
+        "tta_shifts": list(shifts),
+        "tta_mode": tta_mode,
+        "tta_combine": tta_combine if fusion is not None else "mean",
+        "step": loaded.step,
+        "checkpoint": loaded.checkpoint,
+    }
+
+
+@dataclass
+class SegmentPredictResult:
+    num_segments: int
+    csv_path: Path
+    scores_path: Path | None
+    step: int
+
+
+def predict_segments(
+    input_pattern: str,
+    train_dir: str | os.PathLike,
+    out_path: str | os.PathLike,
+    *,
+    class_ids: Iterable[int] | None = None,
+    max_pred: int = SEGMENT_TOP_K,
+    shifts: Sequence[int] = DEFAULT_TTA_SHIFTS,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    checkpoint: str | None = None,
+    scores_path: str | os.PathLike | None = None,
+    progress: Callable[[int], None] | None = None,
+    tta_mode: str = DEFAULT_TTA_MODE,
+    tta_combine: str = DEFAULT_TTA_COMBINE,
+) -> SegmentPredictResult:
+    """Write the `Class,Segments` submission CSV for every segment of the records.
+
+    Each whitelisted class (all classes when `class_ids` is None) lists at most `max_pred` segment
+    ids `vid:start`, best first. `scores_path` also saves every score (`video_ids` = segment ids,
+    `predictions`, `labels`, `weights`) as `.npz` for ensembling (the shifts' mean). Several
+    `shifts` with `tta_combine="rank"` list the rank fusion of the per-shift rankings (tta.py).
+    """
+    _refuse_folders(out_path=out_path, scores_path=scores_path)
+    loaded = ModelBundle.open(train_dir, use=USE_SEGMENTS).load(checkpoint)
+    config = loaded.config
+    classes = list(range(config.num_classes)) if class_ids is None else list(class_ids)
+    ranking = SegmentRanking(classes, max_pred)
+    fusion = _shift_fusion(shifts, tta_combine, classes, config.num_classes, max_pred)
+    kept: list[SegmentBatch] = []
+    done = 0
+    for batch in predict_segment_batches(input_pattern, loaded.model, config, batch_size, shifts, tta_mode):
+        if fusion is not None:
+            fusion.add(batch)
+        else:
+            ranking.add(batch.segment_ids, batch.predictions)
+        if scores_path is not None:
+            kept.append(batch)
+        done += len(batch.segment_ids)
+        if progress is not None:
+            progress(done)
+    saved = None
+    try:
+        if scores_path is not None:
+            saved = save_segment_scores(scores_path, kept, config.num_classes)
+        path = write_ranking_csv(out_path, fusion.ranking()) if fusion is not None else write_segment_csv(out_path, ranking)
+    except OSError as error:
+        raise _write_error(error, Path(out_path)) from None
+    return SegmentPredictResult(num_segments=done, csv_path=path, scores_path=saved, step=loaded.step)
+
+
+def _shift_fusion(shifts, combine: str, class_ids, num_classes: int, max_pred: int) -> ShiftRankFusion | None:
+    """The rank fusion of several TTA shifts (tta.py), or None to average them."""
+    if check_tta_combine(combine) != COMBINE_RANK or len(shifts) < 2:
+        return None
+    classes = list(range(num_classes)) if class_ids is None else list(class_ids)
+    return ShiftRankFusion([SegmentRanking(classes, max_pred) for _ in shifts], classes, max_pred=max_pred)

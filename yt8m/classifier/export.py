@@ -5,8 +5,12 @@
   as the readers do; outputs `predictions` float32 [N, C] and `video_id` string [N].
 - `rgb_and_audio`: inputs `rgb_and_audio` float32 [N, T, sum(feature sizes)] (dequantized
   features, rgb then audio, as MediaPipe's YT8M graph and the starter's exporter feed them) and
-  `num_frames` int32 [N]; output `predictions`. Frames past `num_frames` are ignored, the rest
-  truncated to max_frames and L2-normalised per frame (video-level models take their mean).
+  `num_frames` int32 [N, 1], squeezed in the graph, exactly as the starter's
+  `export_model_mediapipe.py` declares them, so MediaPipe's YT8M inference graph can run the
+  export (`savedmodel.py` feeds both this and older [N] exports); output `predictions`. Frames past `num_frames` are ignored, the rest
+  truncated to max_frames and L2-normalised per frame (video-level models take their mean,
+  L2-normalised unless the model was trained on raw means). Both signatures normalise in the
+  graph, as the starter's exported graphs do: callers feed dequantized features.
 
 The `ModelConfig`, the checkpoint step and the signature layout are saved as
 `assets/yt8m_model.json` inside the SavedModel directory, readable without TensorFlow, and the
@@ -18,11 +22,27 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from pathlib import Path
 from typing import Any
 
-from yt8m.core import Yt8mError
+from yt8m import trust
+from yt8m._tf import import_tensorflow_quietly
+from yt8m.classifier.bundle import USE_VIDEOS, ModelBundle
+from yt8m.classifier.config import package_version
+from yt8m.classifier.readers import (
+    FRAMES,
+    LABELS,
+    NUM_FRAMES,
+    QUANTIZED,
+    VIDEO_ID,
+    finish_frames,
+    normalize_video_vector,
+    parse_frame_bytes,
+    parse_video_record,
+)
+from yt8m.core import L2_EPSILON, Yt8mError
+from yt8m.data.files import atomic_path, write_text
+from yt8m.data.vocabulary import LABEL_MAP_FILENAME, write_label_map
 
 SIGNATURE_SERIALIZED = "serialized"
 SIGNATURE_RGB_AND_AUDIO = "rgb_and_audio"
@@ -33,37 +53,21 @@ INPUT_NUM_FRAMES = "num_frames"
 OUTPUT_PREDICTIONS = "predictions"
 OUTPUT_VIDEO_ID = "video_id"
 METADATA_FILENAME = "yt8m_model.json"
-LABEL_MAP_FILENAME = "label_map.txt"
 ASSETS_DIR = "assets"
-
-
-def _tf():
-    from yt8m._tf import import_tensorflow_quietly
-
-    return import_tensorflow_quietly()
+TRUST_SOURCE = "yt8m export"  # how the trust registry names the exports yt8m wrote
 
 
 def serving_module(model, config):
     """A `tf.Module` holding `model` with the two serving functions as attributes."""
-    tf = _tf()
-    from yt8m.classifier.readers import (
-        FRAMES,
-        L2_EPSILON,
-        LABELS,
-        NUM_FRAMES,
-        QUANTIZED,
-        VIDEO_ID,
-        finish_frames,
-        parse_frame_bytes,
-        parse_video_record,
-    )
-
+    tf = import_tensorflow_quietly()
     spec = config.feature_spec
     width = spec.total_size
 
+    normalize_video = config.training.l2_normalize_video_inputs  # what the model was trained on
+
     def parse(serialized):
         if config.video_level:
-            return parse_video_record(serialized, spec, config.num_classes)
+            return parse_video_record(serialized, spec, config.num_classes, normalize_video)
         return parse_frame_bytes(serialized, spec, config.num_classes)
 
     if config.video_level:
@@ -93,17 +97,19 @@ def serving_module(model, config):
         @tf.function(
             input_signature=[
                 tf.TensorSpec([None, None, width], tf.float32, name=INPUT_FRAMES),
-                tf.TensorSpec([None], tf.int32, name=INPUT_NUM_FRAMES),
+                tf.TensorSpec([None, 1], tf.int32, name=INPUT_NUM_FRAMES),  # the MediaPipe layout
             ]
         )
         def rgb_and_audio(self, rgb_and_audio, num_frames):
             frames = rgb_and_audio if config.video_level else rgb_and_audio[:, : spec.max_frames]
             length = tf.shape(frames)[1]
-            num_frames = tf.clip_by_value(num_frames, 0, length)
+            num_frames = tf.clip_by_value(tf.squeeze(num_frames, axis=1), 0, length)
             frames = frames * tf.sequence_mask(num_frames, length, dtype=tf.float32)[:, :, None]
             if config.video_level:  # the mean of all valid frames, as the video-level reader
                 count = tf.maximum(tf.cast(num_frames, tf.float32), 1.0)[:, None]
                 inputs = tf.reduce_sum(frames, axis=1) / count
+                if normalize_video:
+                    inputs = normalize_video_vector(inputs)
                 counts = tf.clip_by_value(num_frames, 1, spec.max_frames)
             else:
                 frames = tf.pad(frames, [[0, 0], [0, spec.max_frames - length], [0, 0]])
@@ -126,27 +132,25 @@ def export_model(
 
     Written to a temporary directory beside `out_dir` and renamed when complete. An existing
     `out_dir` is replaced only with `overwrite` (and only if it is empty or an earlier export).
-    `vocabulary` (vocabulary.csv or a label map) supplies the class names saved with the model.
+    `vocabulary` (vocabulary.csv or a label map) supplies the class names saved with the model,
+    else the train dir's own label map, else the cached YT8M vocabulary for a 3862-class model.
+    A model that scores segments only (trained with video context) is refused.
     """
-    from yt8m import __version__
-    from yt8m.classifier.training import load_trained_model
-    from yt8m.classifier.vocabulary import save_label_map
-
-    tf = _tf()
+    tf = import_tensorflow_quietly()
     out = Path(out_dir)
+    if out.resolve() == Path(train_dir).resolve():
+        raise Yt8mError(f"{out}: the export must not replace the train dir")
     if out.exists():
         is_export = (out / ASSETS_DIR / METADATA_FILENAME).exists()
         empty = out.is_dir() and not any(out.iterdir())
         if not empty and not (overwrite and is_export):
-            reason = "pass --overwrite to replace it" if is_export else "not an earlier yt8m export"
+            reason = "pass `overwrite=True` to replace it" if is_export else "not an earlier yt8m export"
             raise Yt8mError(f"{out}: already exists ({reason})")
-    model, config, step = load_trained_model(train_dir, checkpoint)
-    if vocabulary is None:  # a fine-tuned model's own classes (label_map.txt in the train dir)
-        from yt8m.classifier.training import train_dir_label_map
-
-        vocabulary = train_dir_label_map(train_dir)
-    names = _class_names(vocabulary, config.num_classes)
-    module = serving_module(model, config)
+    bundle = ModelBundle.open(train_dir, use=USE_VIDEOS)
+    names = bundle.class_names(vocabulary)
+    loaded = bundle.load(checkpoint)
+    config = loaded.config
+    module = serving_module(loaded.model, config)
     serialized = module.serialized.get_concrete_function()
     rgb_and_audio = module.rgb_and_audio.get_concrete_function()
     signatures = {
@@ -154,62 +158,42 @@ def export_model(
         SIGNATURE_SERIALIZED: serialized,
         SIGNATURE_RGB_AND_AUDIO: rgb_and_audio,
     }
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = out.with_name(f".{out.name}.inprogress")
-    if staging.exists():
-        shutil.rmtree(staging)
-    try:
+    metadata = export_metadata(config, loaded.step, has_label_map=bool(names))
+    with atomic_path(out) as staging:
         tf.saved_model.save(module, str(staging), signatures=signatures)
-        metadata: dict[str, Any] = {
-            "yt8m_version": __version__,
-            "step": step,
-            "config": config.to_dict(),
-            "labels": {
-                "num_classes": config.num_classes,
-                "label_map": f"{ASSETS_DIR}/{LABEL_MAP_FILENAME}" if names else None,
-            },
-            "signatures": {
-                SIGNATURE_SERIALIZED: {
-                    "inputs": {INPUT_SERIALIZED: "string [N] serialized tf.train.SequenceExample"},
-                    "outputs": {OUTPUT_PREDICTIONS: "float32 [N, C]", OUTPUT_VIDEO_ID: "string [N]"},
-                },
-                SIGNATURE_RGB_AND_AUDIO: {
-                    "inputs": {
-                        INPUT_FRAMES: f"float32 [N, T, {config.feature_spec.total_size}] dequantized "
-                        + "+".join(config.feature_spec.names),
-                        INPUT_NUM_FRAMES: "int32 [N]",
-                    },
-                    "outputs": {OUTPUT_PREDICTIONS: "float32 [N, C]"},
-                },
-            },
-        }
-        (staging / ASSETS_DIR).mkdir(exist_ok=True)
-        (staging / ASSETS_DIR / METADATA_FILENAME).write_text(json.dumps(metadata, indent=2) + "\n", encoding="utf-8")
+        write_text(staging / ASSETS_DIR / METADATA_FILENAME, json.dumps(metadata, indent=2) + "\n")
         if names:
-            save_label_map(staging / ASSETS_DIR / LABEL_MAP_FILENAME, names)
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(staging, out)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging)
+            write_label_map(staging / ASSETS_DIR / LABEL_MAP_FILENAME, names)
+    # yt8m wrote this graph itself: loading it later needs no `trust_model` (the hash is recorded).
+    trust.mark_trusted(out, TRUST_SOURCE)
     return out
 
 
-def _class_names(vocabulary: str | os.PathLike | None, num_classes: int) -> list[str] | None:
-    """Class names to ship with the model: the given file's, or the cached YT8M vocabulary's."""
-    from yt8m.classifier.vocabulary import load_vocabulary, try_load_vocabulary
-    from yt8m.core import NUM_CLASSES
-
-    if vocabulary is not None:
-        names = load_vocabulary(vocabulary).names
-        if len(names) != num_classes:
-            raise Yt8mError(f"{vocabulary}: has {len(names)} classes, the model {num_classes}")
-        return names
-    if num_classes != NUM_CLASSES:
-        return None
-    cached = try_load_vocabulary()
-    return cached.names if cached is not None and len(cached.names) == num_classes else None
+def export_metadata(config, step: int, has_label_map: bool) -> dict[str, Any]:
+    """What `assets/yt8m_model.json` says: version, step, the model's config, labels and signatures."""
+    return {
+        "yt8m_version": package_version(),
+        "step": step,
+        "config": config.to_dict(),
+        "labels": {
+            "num_classes": config.num_classes,
+            "label_map": f"{ASSETS_DIR}/{LABEL_MAP_FILENAME}" if has_label_map else None,
+        },
+        "signatures": {
+            SIGNATURE_SERIALIZED: {
+                "inputs": {INPUT_SERIALIZED: "string [N] serialized tf.train.SequenceExample"},
+                "outputs": {OUTPUT_PREDICTIONS: "float32 [N, C]", OUTPUT_VIDEO_ID: "string [N]"},
+            },
+            SIGNATURE_RGB_AND_AUDIO: {
+                "inputs": {
+                    INPUT_FRAMES: f"float32 [N, T, {config.feature_spec.total_size}] dequantized "
+                    + "+".join(config.feature_spec.names),
+                    INPUT_NUM_FRAMES: "int32 [N, 1]",
+                },
+                "outputs": {OUTPUT_PREDICTIONS: "float32 [N, C]"},
+            },
+        },
+    }
 
 
 def read_export_metadata(export_dir: str | os.PathLike) -> dict[str, Any]:

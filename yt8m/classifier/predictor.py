@@ -3,10 +3,12 @@
 `load_predictor(path_or_name)` accepts
 - a train dir made by `yt8m train` (config.json + checkpoint; EMA weights when kept),
 - a SavedModel exported by yt8m (`assets/yt8m_model.json`, `rgb_and_audio` signature),
-- a SavedModel with the starter / MediaPipe signature: inputs `rgb_and_audio` float32 [N, T, 1152]
-  (dequantized rgb + audio) and `num_frames` int32 [N], output `predictions` [N, C] (e.g. the
-  official YT8M baseline model), or the name `baseline` for the one `yt8m models fetch --only
-  baseline-model` put in the cache.
+- a SavedModel with a starter signature (`savedmodel.py`): inputs `rgb_and_audio` float32
+  [N, T, 1152] (dequantized rgb + audio) and `num_frames` int32 [N, 1] as the starter's
+  `export_model_mediapipe.py` declares it (or [N]), output `predictions` [N, C] (e.g. the
+  official YT8M baseline model); or the older `export_model.py` signature (serialized examples
+  in, top-k `class_indexes` + `predictions` out), or the name `baseline` for the one
+  `yt8m models fetch --only baseline-model` put in the cache.
 
 Every `Predictor` takes `VideoFeatures` (quantized, as the extractor makes them) and returns
 scores [N, C]; `predict_segments` scores 5-second windows by running the model on each window's
@@ -19,28 +21,22 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 import numpy as np
 
+from yt8m.classifier.bundle import USE_VIDEOS, ModelBundle
+from yt8m.classifier.config import CONFIG_FILENAME
+from yt8m.classifier.readers import features_to_model_inputs
+from yt8m.classifier.savedmodel import KIND_EXPORT, KIND_STARTER, load_saved_model
 from yt8m.core import NUM_CLASSES, SEGMENT_FRAMES, FeatureSpec, VideoFeatures, Yt8mError
+from yt8m.extractor import weights as weights_lib
 
 BASELINE_NAME = "baseline"  # `--model baseline`: the official baseline SavedModel in the cache
 KIND_TRAIN_DIR = "train-dir"
-KIND_EXPORT = "yt8m-export"
-KIND_STARTER = "starter-savedmodel"
-STARTER_INPUT_FRAMES = "rgb_and_audio"
-STARTER_INPUT_NUM_FRAMES = "num_frames"
-STARTER_OUTPUT = "predictions"
 SAVED_MODEL_FILE = "saved_model.pb"
 PREDICT_BATCH = 32  # videos (or windows) per model call
 DEFAULT_FPS = 1.0  # the YT8M sampling rate: one feature row per second
-
-
-def _tf():
-    from yt8m._tf import import_tensorflow_quietly
-
-    return import_tensorflow_quietly()
 
 
 @dataclass
@@ -69,7 +65,9 @@ class Predictor:
     custom_labels: bool = False  # classes from the model's own label map, not YT8M's vocabulary
     feature_weights: str | None = None  # the feature networks' weights its training records were made with
     _run: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = field(default=None, repr=False)
+    _run_videos: Callable[[Sequence[VideoFeatures]], np.ndarray] | None = field(default=None, repr=False)  # savedmodel.py
     _feeds_raw_frames: bool = field(default=True, repr=False)
+    _normalize_video: bool = field(default=True, repr=False)  # video-level: `l2_normalize_video_inputs`
 
     @property
     def trained_on_yt8m(self) -> bool:
@@ -84,20 +82,23 @@ class Predictor:
     def _inputs(self, videos: Sequence[VideoFeatures]) -> tuple[np.ndarray, np.ndarray]:
         if self._feeds_raw_frames:
             return dequantized_frames(videos, self.feature_spec)
-        from yt8m.classifier.readers import features_to_model_inputs
-
-        return features_to_model_inputs(videos, self.feature_spec, video_level=self.video_level)
+        normalize = self._normalize_video or not self.video_level  # frames are always L2-normalised
+        return features_to_model_inputs(videos, self.feature_spec, video_level=self.video_level, normalize=normalize)
 
     def predict(self, videos: Sequence[VideoFeatures]) -> np.ndarray:
         """Scores float32 [N, num_classes] for `videos` (batched)."""
         videos = list(videos)
         if not videos:
             return np.zeros((0, self.num_classes), dtype=np.float32)
-        assert self._run is not None
+        assert self._run is not None or self._run_videos is not None
         parts = []
         for start in range(0, len(videos), PREDICT_BATCH):
-            frames, counts = self._inputs(videos[start : start + PREDICT_BATCH])
-            scores = np.asarray(self._run(frames, counts), dtype=np.float32)
+            batch = videos[start : start + PREDICT_BATCH]
+            if self._run_videos is not None:  # e.g. a SavedModel fed serialized examples
+                scores = np.asarray(self._run_videos(batch), dtype=np.float32)
+            else:
+                frames, counts = self._inputs(batch)
+                scores = np.asarray(self._run(frames, counts), dtype=np.float32)
             if scores.ndim != 2 or scores.shape[1] != self.num_classes:
                 raise Yt8mError(f"{self.source}: the model returned scores of shape {scores.shape}, expected [N, {self.num_classes}]")
             parts.append(scores)
@@ -149,34 +150,35 @@ def dequantized_frames(videos: Sequence[VideoFeatures], spec: FeatureSpec) -> tu
     What the starter / MediaPipe `rgb_and_audio` signature and yt8m exports take: the model
     graph does the per-frame L2 normalisation itself.
     """
-    from yt8m.classifier.readers import features_to_model_inputs
-
     return features_to_model_inputs(videos, spec, normalize=False)
 
 
 # ----------------------------------------------------------------------------- loading
 
 
-def load_predictor(path_or_name: str | os.PathLike, models_dir: str | os.PathLike | None = None) -> Predictor:
-    """A `Predictor` for a train dir, a yt8m SavedModel export, a starter-signature SavedModel or `baseline`."""
-    if str(path_or_name) == BASELINE_NAME:
-        from yt8m.extractor import weights
+def load_predictor(
+    path_or_name: str | os.PathLike, models_dir: str | os.PathLike | None = None, trust_model: bool = False
+) -> Predictor:
+    """A `Predictor` for a train dir, a yt8m SavedModel export, a starter-signature SavedModel or `baseline`.
 
-        path = weights.locate(weights.BASELINE_MODEL, models_dir)  # Yt8mError naming the fetch command
-        return _load_saved_model(_saved_model_dir(path) or path)
+    A train dir whose model scores segments only (trained with video context) is refused: a
+    predictor scores whole videos. A SavedModel with file or Python ops is refused unless
+    `trust_model` (see `yt8m.trust`).
+    """
+    if str(path_or_name) == BASELINE_NAME:
+        path = weights_lib.locate(weights_lib.BASELINE_MODEL, models_dir)  # Yt8mError naming the fetch command
+        return _load_saved_model(_saved_model_dir(path) or path, trust_model)
     path = Path(path_or_name)
     if not path.exists():
         raise Yt8mError(
             f"{path}: no such model (give a train dir, a SavedModel directory, or '{BASELINE_NAME}' after "
             "`yt8m models fetch --only baseline-model`)"
         )
-    from yt8m.classifier.config import CONFIG_FILENAME
-
-    if path.is_dir() and (path / CONFIG_FILENAME).is_file():
+    if path.is_dir() and ModelBundle.is_bundle(path):
         return _load_train_dir(path)
     saved = _saved_model_dir(path) if path.is_dir() else None
     if saved is not None:
-        return _load_saved_model(saved)
+        return _load_saved_model(saved, trust_model)
     raise Yt8mError(f"{path}: neither a yt8m train dir (no {CONFIG_FILENAME}) nor a SavedModel (no {SAVED_MODEL_FILE})")
 
 
@@ -188,35 +190,12 @@ def _saved_model_dir(path: Path) -> Path | None:
     return found[0] if len(found) == 1 else None
 
 
-def _names_from(path: Path | None, num_classes: int) -> list[str] | None:
-    if path is None or not path.is_file():
-        return None
-    from yt8m.classifier.vocabulary import load_vocabulary
-
-    names = list(load_vocabulary(path).names)
-    if len(names) != num_classes:
-        raise Yt8mError(f"{path}: has {len(names)} class names, but the model has {num_classes} classes")
-    return names
-
-
-def _yt8m_names(num_classes: int) -> list[str] | None:
-    if num_classes != NUM_CLASSES:
-        return None
-    from yt8m.classifier.vocabulary import try_load_vocabulary
-
-    vocabulary = try_load_vocabulary()
-    return list(vocabulary.names) if vocabulary is not None and len(vocabulary.names) == num_classes else None
-
-
 def _load_train_dir(path: Path) -> Predictor:
-    from yt8m.classifier.training import load_trained_model, train_dir_label_map
-
-    model, config, step = load_trained_model(path)
-    label_map = train_dir_label_map(path)
-    names = _names_from(label_map, config.num_classes) if label_map else _yt8m_names(config.num_classes)
-
-    def run(frames: np.ndarray, counts: np.ndarray) -> np.ndarray:
-        return np.asarray(model((frames, counts), training=False))
+    bundle = ModelBundle.open(path, use=USE_VIDEOS)
+    loaded = bundle.load()
+    config, step = loaded.config, loaded.step
+    label_map = bundle.label_map_path
+    names = bundle.class_names()
 
     return Predictor(
         source=str(path),
@@ -229,106 +208,26 @@ def _load_train_dir(path: Path) -> Predictor:
         model_name=config.model,
         custom_labels=label_map is not None,
         feature_weights=config.feature_weights,
-        _run=run,
+        _run=loaded.scores,
         _feeds_raw_frames=False,
+        _normalize_video=config.training.l2_normalize_video_inputs,
     )
 
 
-def _signature_with(loaded: Any, inputs: Sequence[str], output: str) -> tuple[str, Any] | None:
-    """The first signature (serving_default first) taking `inputs` and returning `output`."""
-    signatures = dict(loaded.signatures)
-    for name in sorted(signatures, key=lambda n: (n != "serving_default", n)):
-        function = signatures[name]
-        _, given = function.structured_input_signature
-        if set(inputs) <= set(given) and output in function.structured_outputs:
-            return name, function
-    return None
-
-
-def _load_saved_model(path: Path) -> Predictor:
-    tf = _tf()
-    from yt8m.classifier.export import ASSETS_DIR, LABEL_MAP_FILENAME, METADATA_FILENAME
-
-    try:
-        loaded = tf.saved_model.load(str(path))
-    except (OSError, ValueError, tf.errors.OpError) as error:
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise Yt8mError(f"{path}: cannot load the SavedModel ({reason})") from None
-    found = _signature_with(loaded, (STARTER_INPUT_FRAMES, STARTER_INPUT_NUM_FRAMES), STARTER_OUTPUT)
-    if found is None:
-        raise Yt8mError(
-            f"{path}: no signature takes '{STARTER_INPUT_FRAMES}' and '{STARTER_INPUT_NUM_FRAMES}' and returns "
-            f"'{STARTER_OUTPUT}' (export yt8m models with `yt8m export`)"
-        )
-    signature_name, function = found
-    _, given = function.structured_input_signature
-    frames_spec = given[STARTER_INPUT_FRAMES]
-    num_frames_dtype = given[STARTER_INPUT_NUM_FRAMES].dtype
-    metadata_path = path / ASSETS_DIR / METADATA_FILENAME
-    step = None
-    model_name = "SavedModel"
-    feature_weights = None
-    if metadata_path.is_file():
-        from yt8m.classifier.config import ModelConfig
-        from yt8m.classifier.export import read_export_metadata
-
-        metadata = read_export_metadata(path)
-        config = ModelConfig.from_dict(metadata["config"], source=str(metadata_path))
-        spec, num_classes, step, model_name, kind = config.feature_spec, config.num_classes, metadata.get("step"), config.model, KIND_EXPORT
-        feature_weights = config.feature_weights
-    else:
-        width = frames_spec.shape[-1] if frames_spec.shape.rank else None
-        spec = FeatureSpec()
-        if width is not None and int(width) != spec.total_size:
-            raise Yt8mError(
-                f"{path}: its '{STARTER_INPUT_FRAMES}' input takes {int(width)} values per frame; "
-                f"YT8M features have {spec.total_size} (rgb 1024 + audio 128)"
-            )
-        num_classes = _output_classes(function)
-        kind = KIND_STARTER
-        if num_classes is None:
-            probe = function(
-                **{
-                    STARTER_INPUT_FRAMES: tf.zeros([1, spec.max_frames, spec.total_size], frames_spec.dtype),
-                    STARTER_INPUT_NUM_FRAMES: tf.ones([1], num_frames_dtype),
-                }
-            )
-            num_classes = int(probe[STARTER_OUTPUT].shape[-1])
-    label_map = None
-    for candidate in (path / ASSETS_DIR / LABEL_MAP_FILENAME, path / LABEL_MAP_FILENAME):
-        if candidate.is_file():
-            label_map = candidate
-            break
-    names = _names_from(label_map, num_classes) if label_map else _yt8m_names(num_classes)
-    custom = label_map is not None and num_classes != NUM_CLASSES
-
-    def run(frames: np.ndarray, counts: np.ndarray) -> np.ndarray:
-        outputs = function(
-            **{
-                STARTER_INPUT_FRAMES: tf.constant(frames, dtype=frames_spec.dtype),
-                STARTER_INPUT_NUM_FRAMES: tf.constant(counts, dtype=num_frames_dtype),
-            }
-        )
-        return np.asarray(outputs[STARTER_OUTPUT])
-
+def _load_saved_model(path: Path, trust_model: bool = False) -> Predictor:
+    """A SavedModel through `savedmodel.load_saved_model`: the signature's declared inputs are fed."""
+    model = load_saved_model(path, trust_model=trust_model)
     return Predictor(
         source=str(path),
-        kind=kind,
-        feature_spec=spec,
-        num_classes=int(num_classes),
-        class_names=names,
-        step=step,
-        model_name=f"{model_name} ({signature_name})",
-        custom_labels=custom,
-        feature_weights=feature_weights,
-        _run=run,
+        kind=model.kind,
+        feature_spec=model.feature_spec,
+        num_classes=model.num_classes,
+        class_names=model.class_names,
+        step=model.step,
+        model_name=model.model_name,
+        custom_labels=model.custom_labels,
+        feature_weights=model.feature_weights,
+        _run=model.run_frames,
+        _run_videos=None if model.run_frames is not None else model.run_videos,
         _feeds_raw_frames=True,
     )
-
-
-def _output_classes(function: Any) -> int | None:
-    spec = function.structured_outputs[STARTER_OUTPUT]
-    shape = getattr(spec, "shape", None)
-    if shape is None or shape.rank is None or shape[-1] is None:
-        return None
-    return int(shape[-1])

@@ -5,7 +5,8 @@ strings are decoded, the chosen features concatenated in `FeatureSpec.names` ord
 zero-padded to `max_frames`, still as bytes. After batching, whole batches are dequantized in-graph
 (a multiply-add checked bit for bit against `yt8m.pca.dequantize`), padding frames zeroed and every
 frame's concatenated vector L2-normalised, as every starter model does. Labels become a multi-hot
-vector. Video-level records (`mean_rgb`, `mean_audio`) feed the video-level models; a frame-level
+vector. Video-level records (`mean_rgb`, `mean_audio`, concatenated and L2-normalised as the
+starter does, unless a model was trained on the raw means) feed the video-level models; a frame-level
 record without those context fields gives the mean of its dequantized frames instead.
 
 Every element is a dict (`video_id`, `frames`, `num_frames`, `labels`) so that later readers
@@ -21,21 +22,23 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 import numpy as np
 
-from yt8m.classifier.records import (
+from yt8m.data.records import (
     ID_KEY,
     LABELS_KEY,
     LEGACY_ID_KEY,
+    check_record_files,
     iterate_raw_records,
     list_record_files,
 )
-from yt8m.core import FeatureSpec, VideoFeatures, Yt8mError
+from yt8m._tf import import_tensorflow_quietly
+from yt8m.core import L2_EPSILON, FeatureSpec, VideoFeatures, Yt8mError
 from yt8m.pca.quantization import QUANT_LEVELS, dequantize
 
 VIDEO_LEVEL_PREFIX = "mean_"  # video-level records name the features mean_rgb, mean_audio
-L2_EPSILON = 1e-12  # tf.math.l2_normalize's default, used by the numpy transform as well
 INTERLEAVE_CYCLE = 16  # shards read in parallel
 READ_BUFFER_BYTES = 8 << 20
 
@@ -45,12 +48,6 @@ FRAMES = "frames"
 NUM_FRAMES = "num_frames"
 LABELS = "labels"
 QUANTIZED = "quantized"  # the uint8 frames between parsing and `finish_frames`
-
-
-def _tf():
-    from yt8m._tf import import_tensorflow_quietly  # lazy so that importing yt8m stays fast
-
-    return import_tensorflow_quietly()
 
 
 def dequantize_table(spec: FeatureSpec) -> np.ndarray:
@@ -72,7 +69,7 @@ def frame_level_key(name: str) -> str:
 
 
 def _id_and_labels(context, num_classes: int):
-    tf = _tf()
+    tf = import_tensorflow_quietly()
     video_id = tf.where(tf.strings.length(context[ID_KEY]) > 0, context[ID_KEY], context[LEGACY_ID_KEY])
     labels = context[LABELS_KEY].values
     checks = [
@@ -89,7 +86,7 @@ def _id_and_labels(context, num_classes: int):
 
 def _decode_bytes(byte_rows, name: str, size: int):
     """[T] byte strings -> uint8 [T, size]; a wrong byte length fails an assertion."""
-    tf = _tf()
+    tf = import_tensorflow_quietly()
     raw = tf.io.decode_raw(byte_rows, tf.uint8)
     check = tf.debugging.assert_equal(
         tf.size(raw), tf.shape(byte_rows)[0] * size, message=f"feature '{name}' has frames that are not {size} bytes"
@@ -113,7 +110,7 @@ def dequantize_constants(spec: FeatureSpec) -> tuple[np.float32, np.float32] | N
 
 def dequantize_tensor(quantized, spec: FeatureSpec):
     """uint8 tensor -> float32 tensor of the same shape, bit-identical to `yt8m.pca.dequantize`."""
-    tf = _tf()
+    tf = import_tensorflow_quietly()
     constants = dequantize_constants(spec)
     if constants is None:
         return tf.gather(tf.constant(dequantize_table(spec)), tf.cast(quantized, tf.int32))
@@ -124,7 +121,7 @@ def dequantize_tensor(quantized, spec: FeatureSpec):
 def finish_frames(element: dict, spec: FeatureSpec) -> dict:
     """Quantized frames (`quantized` uint8 [..., T, D]) -> `frames` float32: dequantized, padding
     rows zeroed (by `num_frames`), each frame L2-normalised. Works on one record or a batch."""
-    tf = _tf()
+    tf = import_tensorflow_quietly()
     element = dict(element)
     quantized = element.pop(QUANTIZED)
     frames = dequantize_tensor(quantized, spec)
@@ -134,8 +131,15 @@ def finish_frames(element: dict, spec: FeatureSpec) -> dict:
     return element
 
 
+def normalize_video_vector(features):
+    """L2-normalise video-level inputs [..., D] along the last axis (the starter's
+    `tf.nn.l2_normalize(model_input_raw, feature_dim)`, epsilon 1e-12 as its default)."""
+    tf = import_tensorflow_quietly()
+    return tf.math.l2_normalize(features, axis=-1, epsilon=L2_EPSILON)
+
+
 def _context_spec() -> dict:
-    tf = _tf()
+    tf = import_tensorflow_quietly()
     return {
         ID_KEY: tf.io.FixedLenFeature([], tf.string, default_value=""),
         LEGACY_ID_KEY: tf.io.FixedLenFeature([], tf.string, default_value=""),
@@ -149,7 +153,7 @@ def parse_frame_bytes(serialized, spec: FeatureSpec, num_classes: int) -> dict:
     T is `spec.max_frames`: the features are concatenated in `spec.names` order, truncated and
     zero-padded, still quantized (`finish_frames` makes the floats, after batching).
     """
-    tf = _tf()
+    tf = import_tensorflow_quietly()
     sequence_spec = {name: tf.io.FixedLenSequenceFeature([], tf.string) for name in spec.names}
     context, sequences = tf.io.parse_single_sequence_example(
         serialized, context_features=_context_spec(), sequence_features=sequence_spec
@@ -182,13 +186,14 @@ def parse_frame_record(serialized, spec: FeatureSpec, num_classes: int) -> dict:
     return finish_frames(parse_frame_bytes(serialized, spec, num_classes), spec)
 
 
-def parse_video_record(serialized, spec: FeatureSpec, num_classes: int) -> dict:
+def parse_video_record(serialized, spec: FeatureSpec, num_classes: int, normalize: bool = True) -> dict:
     """One serialized video-level Example (or frame-level record) -> {video_id, frames [D], num_frames, labels}.
 
-    Uses `mean_<name>` from the context when present, else the mean of the dequantized frames
-    (not L2-normalised, as the starter's video-level reader).
+    Uses `mean_<name>` from the context when present, else the mean of the dequantized frames.
+    With `normalize` the concatenated vector is L2-normalised (`normalize_video_vector`), as the
+    starter's train.py / eval.py do to every model input; `normalize=False` keeps the raw means.
     """
-    tf = _tf()
+    tf = import_tensorflow_quietly()
     context_spec = _context_spec()
     for name in spec.names:
         context_spec[video_level_key(name)] = tf.io.VarLenFeature(tf.float32)
@@ -222,6 +227,8 @@ def parse_video_record(serialized, spec: FeatureSpec, num_classes: int) -> dict:
         parts.append(vector)
     features = tf.concat(parts, axis=0) if len(parts) > 1 else parts[0]
     features.set_shape([spec.total_size])
+    if normalize:
+        features = normalize_video_vector(features)
     num_frames = tf.where(num_frames > 0, tf.minimum(num_frames, spec.max_frames), 1)
     return {VIDEO_ID: video_id, FRAMES: features, NUM_FRAMES: tf.cast(num_frames, tf.int32), LABELS: labels}
 
@@ -232,7 +239,8 @@ def parse_video_record(serialized, spec: FeatureSpec, num_classes: int) -> dict:
 class RecordSource:
     """The record files behind a pattern plus how to read them; builds datasets and explains their errors.
 
-    `video_level=True` reads `mean_*` features for the video-level models.
+    `video_level=True` reads `mean_*` features for the video-level models, L2-normalised unless
+    `normalize_video=False` (a model's `TrainingSettings.l2_normalize_video_inputs`).
     """
 
     def __init__(
@@ -241,18 +249,33 @@ class RecordSource:
         spec: FeatureSpec,
         num_classes: int,
         video_level: bool = False,
+        normalize_video: bool = True,
     ) -> None:
         if isinstance(pattern, (list, tuple)):
             self.files = [f for part in pattern for f in list_record_files(part)]
         else:
             self.files = list_record_files(pattern)
+        check_record_files(self.files)  # a file cut inside a record header: TensorFlow would stop silently
         self.spec = spec
         self.num_classes = int(num_classes)
         self.video_level = video_level
+        self.normalize_video = bool(normalize_video)
+
+    @classmethod
+    def for_model(cls, pattern: str | os.PathLike | Sequence[str], config: Any) -> "RecordSource":
+        """The records read as the model of `config` (a `ModelConfig`) takes them: its features,
+        classes, video or frame level, and its video-level normalisation."""
+        return cls(
+            pattern,
+            config.feature_spec,
+            config.num_classes,
+            video_level=config.video_level,
+            normalize_video=config.training.l2_normalize_video_inputs,
+        )
 
     def parse(self, serialized) -> dict:
         if self.video_level:
-            return parse_video_record(serialized, self.spec, self.num_classes)
+            return parse_video_record(serialized, self.spec, self.num_classes, self.normalize_video)
         return parse_frame_record(serialized, self.spec, self.num_classes)
 
     def dataset(
@@ -265,15 +288,18 @@ class RecordSource:
         drop_remainder: bool = False,
         repeat: bool = False,
         include_ids: bool = True,
+        deterministic: bool | None = None,
     ):
         """A batched, prefetched `tf.data.Dataset` of parsed records (one pass unless `repeat`).
 
         Shards are read with a parallel interleave; with `shuffle` the file order and the records
-        (within `shuffle_buffer`) are shuffled and the element order is not deterministic.
+        (within `shuffle_buffer`) are shuffled, and the element order is not deterministic unless
+        `deterministic=True` (then one seed gives one order: training resumes mid-epoch with it).
         `include_ids=False` drops the string `video_id` (training batches, which may go to GPUs).
         """
-        tf = _tf()
+        tf = import_tensorflow_quietly()
         autotune = tf.data.AUTOTUNE
+        order_fixed = (not shuffle) if deterministic is None else bool(deterministic)
         files = tf.data.Dataset.from_tensor_slices(self.files)
         if shuffle:
             files = files.shuffle(len(self.files), seed=seed, reshuffle_each_iteration=True)
@@ -282,7 +308,7 @@ class RecordSource:
             cycle_length=max(1, min(len(self.files), INTERLEAVE_CYCLE)),
             block_length=1,
             num_parallel_calls=autotune,
-            deterministic=not shuffle,
+            deterministic=order_fixed,
         )
         if repeat:
             records = records.repeat()
@@ -291,16 +317,17 @@ class RecordSource:
 
         def parse(data):
             if self.video_level:
-                element = parse_video_record(data, self.spec, self.num_classes)
+                element = parse_video_record(data, self.spec, self.num_classes, self.normalize_video)
             else:
                 element = parse_frame_bytes(data, self.spec, self.num_classes)
+            element = refuse_unusable(element, self.video_level)
             return element if include_ids else {k: v for k, v in element.items() if k != VIDEO_ID}
 
-        parsed = records.map(parse, num_parallel_calls=autotune, deterministic=not shuffle)
+        parsed = records.map(parse, num_parallel_calls=autotune, deterministic=order_fixed)
         batches = parsed.batch(batch_size, drop_remainder=drop_remainder)
         if not self.video_level:  # dequantize + normalise whole batches: far fewer, larger ops
             batches = batches.map(
-                lambda batch: finish_frames(batch, self.spec), num_parallel_calls=autotune, deterministic=not shuffle
+                lambda batch: finish_frames(batch, self.spec), num_parallel_calls=autotune, deterministic=order_fixed
             )
         return batches.prefetch(autotune)
 
@@ -314,7 +341,7 @@ class RecordSource:
     @contextlib.contextmanager
     def reading(self) -> Iterator[None]:
         """Turn a TensorFlow error raised while iterating this source into a `Yt8mError` naming the file."""
-        tf = _tf()
+        tf = import_tensorflow_quietly()
         try:
             yield
         except tf.errors.OpError as error:
@@ -334,9 +361,20 @@ class RecordSource:
         return None
 
 
+def refuse_unusable(element: dict, video_level: bool) -> dict:
+    """Fail (an in-graph assertion, explained by `check_record`) on a record without a video id or,
+    frame-level, without frames: neither can be trained on, scored or written to a predictions CSV."""
+    tf = import_tensorflow_quietly()
+    checks = [tf.debugging.assert_greater(tf.strings.length(element[VIDEO_ID]), 0, message="a record has no video id")]
+    if not video_level:
+        checks.append(tf.debugging.assert_positive(element[NUM_FRAMES], message="a record has zero frames"))
+    with tf.control_dependencies(checks):
+        return {key: tf.identity(value) for key, value in element.items()}
+
+
 def check_record(data: bytes, spec: FeatureSpec, num_classes: int, video_level: bool, where: str) -> None:
     """Validate one serialized record against what the in-graph parser expects; `Yt8mError` if not."""
-    tf = _tf()
+    tf = import_tensorflow_quietly()
     try:
         proto = tf.train.SequenceExample.FromString(data)
     except Exception as error:  # protobuf's DecodeError and friends
@@ -347,8 +385,11 @@ def check_record(data: bytes, spec: FeatureSpec, num_classes: int, video_level: 
             ids = context[key].bytes_list.value
             if len(ids) != 1:
                 raise Yt8mError(f"{where}: context '{key}' must hold one bytes value, has {len(ids)}")
-            where = f"{where} (id {ids[0].decode('utf-8', errors='replace')!r})"
-            break
+            if ids[0]:
+                where = f"{where} (id {ids[0].decode('utf-8', errors='replace')!r})"
+                break
+    else:
+        raise Yt8mError(f"{where}: has no video id (context '{ID_KEY}' is missing or empty)")
     if LABELS_KEY in context:
         labels = list(context[LABELS_KEY].int64_list.value)
         if context[LABELS_KEY].WhichOneof("kind") not in (None, "int64_list"):
@@ -356,7 +397,7 @@ def check_record(data: bytes, spec: FeatureSpec, num_classes: int, video_level: 
         bad = [label for label in labels if label < 0 or label >= num_classes]
         if bad:
             raise Yt8mError(
-                f"{where}: label {bad[0]} is outside 0..{num_classes - 1}; pass --num-classes for a custom dataset"
+                f"{where}: label {bad[0]} is outside 0..{num_classes - 1}; pass `num_classes` for a custom dataset"
             )
     lists = proto.feature_lists.feature_list
     lengths = {}
@@ -380,6 +421,8 @@ def check_record(data: bytes, spec: FeatureSpec, num_classes: int, video_level: 
                 got = f"{len(values[0])} bytes" if len(values) == 1 else f"{len(values)} values"
                 raise Yt8mError(f"{where}: frame {frame} of feature '{frame_key}' has {got}, expected {size} bytes")
         lengths[frame_key] = len(frames)
+    if not video_level and lengths and not any(lengths.values()):
+        raise Yt8mError(f"{where}: has zero frames; a frame-level record needs at least one")
     if not video_level and len(set(lengths.values())) > 1:
         detail = ", ".join(f"'{key}' {count}" for key, count in lengths.items())
         raise Yt8mError(f"{where}: features have different frame counts ({detail})")
@@ -404,7 +447,8 @@ def features_to_model_inputs(
 
     Frame-level: (frames float32 [N, max_frames, D], num_frames int32 [N]). Video-level:
     (features float32 [N, D], num_frames int32 [N]) from `mean_*` or the mean of the frames.
-    `normalize=False` leaves out the per-frame L2 normalisation, for graphs that do it themselves.
+    `normalize=False` leaves out the L2 normalisation (per frame; of the video-level vector), for
+    graphs that do it themselves and for video-level models trained on raw means.
     """
     table = dequantize_table(spec)
     inputs, counts = [], []
@@ -432,7 +476,10 @@ def features_to_model_inputs(
             else:
                 parts.append(table[quantized[: spec.max_frames]])
         if video_level:
-            inputs.append(np.concatenate(parts).astype(np.float32))
+            vector = np.concatenate(parts).astype(np.float32)
+            if normalize:
+                vector /= np.sqrt(np.maximum(np.sum(vector * vector), L2_EPSILON))
+            inputs.append(vector)
             counts.append(min(frame_count, spec.max_frames) if frame_count else 1)
             continue
         frames = np.concatenate(parts, axis=1)

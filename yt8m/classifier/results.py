@@ -12,6 +12,8 @@ from typing import Any
 
 import numpy as np
 
+THUMBNAIL_HEIGHT = 144  # pixels: classify keeps thumbnails this high, the report shows them so
+
 
 @dataclass
 class LabelScore:
@@ -46,9 +48,13 @@ class ClassificationResult:
     """Everything `classify` found out about one video, plus how it was computed.
 
     `labels` holds the video-level top-k, best first; `segments` may be empty (no `--segments`);
-    `thumbnails` holds one small RGB uint8 image per sampled second (may be empty); `settings`
+    `thumbnails` holds one small RGB uint8 image per sampled frame (may be empty); `settings`
     names the model, weights, precision, feature spec...; `warnings` says what the user must know
-    before trusting the labels (e.g. features made with random weights).
+    before trusting the labels (e.g. features made with random weights, a frame cap).
+
+    `duration_seconds` is the span the sampled frames cover (`num_frames / fps`); `capped` says
+    that `max_frames` cut the video, whose whole duration (as its container states it, None when
+    unknown) is `source_duration_seconds`.
     """
 
     source: str
@@ -60,6 +66,9 @@ class ClassificationResult:
     thumbnails: list[np.ndarray] = field(default_factory=list)
     settings: dict[str, str] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    fps: float = 1.0  # frames sampled per second of video
+    capped: bool = False
+    source_duration_seconds: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-safe dict (plain Python types only); thumbnails are left out, only counted."""
@@ -68,6 +77,9 @@ class ClassificationResult:
             "video_id": str(self.video_id),
             "duration_seconds": float(self.duration_seconds),
             "num_frames": int(self.num_frames),
+            "fps": float(self.fps),
+            "capped": bool(self.capped),
+            "source_duration_seconds": None if self.source_duration_seconds is None else float(self.source_duration_seconds),
             "labels": [label.to_dict() for label in self.labels],
             "segments": [segment.to_dict() for segment in self.segments],
             "num_thumbnails": len(self.thumbnails),

@@ -6,7 +6,9 @@ present, 0 = rated absent). `SegmentSource` turns every distinct start of a vide
 example: its `SEGMENT_FRAMES` frames, `labels` [C] (rated present) and `label_weights` [C] (1 for
 every rated class of that segment, 0 elsewhere), so that only rated (segment, class) pairs count
 in the loss (the train step multiplies the per-class cross-entropy by them) and in the metric
-(`SegmentMapAccumulator` keeps rated pairs only). Records without segment starts (a test set)
+(`SegmentMapAccumulator` keeps rated pairs only). A video train dir continued on segment labels
+trains as the 2019 9th place did (`segment_label_weighting="all-classes"`: no label weights, every
+unrated class a negative); a new segment train dir keeps the rated pairs only. Records without segment starts (a test set)
 give every non-overlapping window starting at 0.
 
 Models (`ModelConfig.segments`):
@@ -17,36 +19,44 @@ Models (`ModelConfig.segments`):
   starting at a=1, b=0, c=0 (the segment-only model). Its input is the segment frames followed by
   the video's `max_frames` frames along the time axis.
 
-Test-time augmentation: with `shifts` (e.g. -2,-1,0,1) each segment is also read shifted by those
-frames (clamped so that the window stays inside the video) and the predictions are averaged.
+Test-time augmentation (`tta.py`, the 2019 9th place's): with `shifts` (e.g. -1,0,1) each segment
+is also read from the padded video `np.roll`ed by each shift (wrap-around; shift -1 reads frames
+s+1..s+5), or with `tta_mode="clamp"` from a window moved by -shift and clamped inside the video;
+the predictions are averaged, or with `tta_combine="rank"` the per-shift rankings are fused.
 """
 
 from __future__ import annotations
 
+import functools
 import os
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from yt8m.classifier.metrics import SEGMENT_TOP_K, SegmentMapAccumulator
+from yt8m._tf import import_tensorflow_quietly
+from yt8m.classifier.config import SEGMENT_ALL_CLASSES, SEGMENT_MODES
+from yt8m.classifier.metrics import SEGMENT_TOP_K
 from yt8m.classifier.readers import (
     FRAMES,
     LABELS,
     NUM_FRAMES,
     VIDEO_ID,
-    L2_EPSILON,
     RecordSource,
     _context_spec,
     _decode_bytes,
     _id_and_labels,
     dequantize_tensor,
+    normalize_video_vector,
 )
-from yt8m.core import NUM_CLASSES, SEGMENT_FRAMES, Yt8mError
+from yt8m.classifier.tta import DEFAULT_TTA_MODE, check_tta_mode, segment_map_of_ranking, shifted_windows
+from yt8m.core import L2_EPSILON, NUM_CLASSES, SEGMENT_FRAMES, Yt8mError
+from yt8m.data.files import atomic_path
+from yt8m.data.records import ID_KEY, LEGACY_ID_KEY, iterate_raw_records, list_record_files
+from yt8m.data.vocabulary import load_segment_classes
 
-SEGMENT_MODES = ("segment", "context")
 SEGMENT_CSV_HEADER = "Class,Segments"
 SEGMENT_ID_SEPARATOR = ":"  # segment ids are `video_id:start`
 DEFAULT_TTA_SHIFTS = (0,)
@@ -60,14 +70,9 @@ SEGMENT_START = "segment_start"
 LABEL_WEIGHTS = "label_weights"
 _QUANTIZED = "segment_quantized"  # [K, SEGMENT_FRAMES, D] uint8, one window per shift
 _COUNTS = "segment_counts"  # [K] valid frames per window
+_VALID = "segment_valid"  # [K, SEGMENT_FRAMES] 1 for a frame of the video, 0 for padding (tta.shifted_windows)
 _VIDEO_QUANTIZED = "video_quantized"  # [max_frames, D] uint8 (context models)
 _VIDEO_FRAMES = "video_frames"
-
-
-def _tf():
-    from yt8m._tf import import_tensorflow_quietly
-
-    return import_tensorflow_quietly()
 
 
 # ----------------------------------------------------------------------------- options
@@ -83,19 +88,17 @@ def parse_shifts(text: str | Sequence[int] | None) -> tuple[int, ...]:
         try:
             values = tuple(int(part) for part in text.split(",") if part.strip())
         except ValueError:
-            raise Yt8mError(f"--tta-shifts must be comma-separated integers, got {text!r}") from None
+            raise Yt8mError(f"`tta_shifts` must be comma-separated integers, got {text!r}") from None
     if not values:
         return DEFAULT_TTA_SHIFTS
     if len(set(values)) != len(values):
-        raise Yt8mError(f"--tta-shifts lists a shift twice: {text!r}")
+        raise Yt8mError(f"`tta_shifts` lists a shift twice: {text!r}")
     return values
 
 
 def resolve_segment_classes(path: str | os.PathLike | None, num_classes: int) -> list[int] | None:
     """The rated-class whitelist: from `path`, else the cached official file for the 3862-class
     YT8M label space, else None (a custom dataset: every class counts)."""
-    from yt8m.classifier.vocabulary import load_segment_classes
-
     if path is None and num_classes != NUM_CLASSES:
         return None
     classes = load_segment_classes(path)
@@ -122,6 +125,7 @@ def parse_segment_bytes(
     num_classes: int,
     shifts: Sequence[int] = DEFAULT_TTA_SHIFTS,
     context: bool = False,
+    tta_mode: str = DEFAULT_TTA_MODE,
 ) -> dict:
     """One serialized segment record -> a batch of its segments (leading axis N = distinct starts).
 
@@ -129,7 +133,7 @@ def parse_segment_bytes(
     shift), segment_counts [N, K], labels [N, C], label_weights [N, C]; with `context` also the
     video's first `max_frames` frames [N, max_frames, D] and their count.
     """
-    tf = _tf()
+    tf = import_tensorflow_quietly()
     context_spec = _context_spec()
     context_spec[START_KEY] = tf.io.VarLenFeature(tf.int64)
     context_spec[SEGMENT_LABELS_KEY] = tf.io.VarLenFeature(tf.int64)
@@ -169,19 +173,13 @@ def parse_segment_bytes(
     weights.set_shape([None, num_classes])
     present.set_shape([None, num_classes])
 
-    last_start = tf.maximum(num_frames - SEGMENT_FRAMES, 0)
-    offsets = tf.range(SEGMENT_FRAMES, dtype=tf.int32)
-    windows_q, counts = [], []
-    for shift in shifts:
-        start = tf.clip_by_value(starts + int(shift), 0, last_start)
-        index = start[:, None] + offsets[None, :]
-        counts.append(tf.reduce_sum(tf.cast(index < num_frames, tf.int32), axis=1))
-        windows_q.append(tf.gather(quantized, tf.minimum(index, tf.maximum(num_frames - 1, 0))))
+    windows_q, counts, valid = shifted_windows(quantized, starts, shifts, spec.max_frames, tta_mode)
     element = {
         VIDEO_ID: tf.fill([count], video_id),
         SEGMENT_START: starts,
-        _QUANTIZED: tf.stack(windows_q, axis=1),
-        _COUNTS: tf.stack(counts, axis=1),
+        _QUANTIZED: windows_q,
+        _COUNTS: counts,
+        _VALID: valid,
         LABELS: present,
         LABEL_WEIGHTS: weights,
     }
@@ -195,32 +193,39 @@ def parse_segment_bytes(
     return element
 
 
-def _normalised(quantized, counts, spec):
-    """uint8 [..., T, D] -> float32 frames, rows past `counts` zeroed, each row L2-normalised."""
-    tf = _tf()
+def _normalised(quantized, counts, spec, valid=None):
+    """uint8 [..., T, D] -> float32 frames, rows past `counts` (or where `valid` is 0) zeroed, each row L2-normalised."""
+    tf = import_tensorflow_quietly()
     frames = dequantize_tensor(quantized, spec)
-    valid = tf.sequence_mask(counts, tf.shape(quantized)[-2], dtype=tf.float32)
+    if valid is None:
+        valid = tf.sequence_mask(counts, tf.shape(quantized)[-2], dtype=tf.float32)
     return tf.math.l2_normalize(frames * valid[..., None], axis=-1, epsilon=L2_EPSILON)
 
 
-def finish_segments(batch: dict, spec, mode: str, video_level: bool, squeeze: bool) -> dict:
+def finish_segments(
+    batch: dict, spec, mode: str, video_level: bool, squeeze: bool, normalize_video: bool = True
+) -> dict:
     """Batched parsed segments -> model inputs: `frames` [B, K, T, D] and `num_frames` [B, K].
 
-    "segment": T = 5 (video-level models: the mean of the segment's dequantized frames [B, K, D]);
+    "segment": T = 5 (video-level models: the mean of the segment's dequantized frames [B, K, D],
+    L2-normalised as whole-video inputs unless `normalize_video=False`);
     "context": T = 5 + max_frames (segment, then the video) and num_frames = the video's frames.
     `squeeze` drops the shift axis K (training uses one window).
     """
-    tf = _tf()
+    tf = import_tensorflow_quietly()
     batch = dict(batch)
     quantized = batch.pop(_QUANTIZED)
     counts = batch.pop(_COUNTS)
+    rows = batch.pop(_VALID)  # padding rows (tta.shifted_windows)
     if video_level:
         frames = dequantize_tensor(quantized, spec)
-        valid = tf.sequence_mask(counts, SEGMENT_FRAMES, dtype=tf.float32)[..., None]
+        valid = rows[..., None]
         frames = tf.reduce_sum(frames * valid, axis=-2) / tf.maximum(tf.reduce_sum(valid, axis=-2), 1.0)
+        if normalize_video:
+            frames = normalize_video_vector(frames)
         num_frames = counts
     else:
-        frames = _normalised(quantized, counts, spec)
+        frames = _normalised(quantized, counts, spec, rows)
         num_frames = counts
     if mode == "context":
         video = _normalised(batch.pop(_VIDEO_QUANTIZED), batch[_VIDEO_FRAMES], spec)
@@ -251,8 +256,13 @@ class SegmentSource(RecordSource):
         video_level: bool = False,
         mode: str = "segment",
         shifts: Sequence[int] = DEFAULT_TTA_SHIFTS,
+        tta_mode: str = DEFAULT_TTA_MODE,
+        normalize_video: bool = True,
+        unrated_negative: bool = False,
     ) -> None:
-        super().__init__(pattern, spec, num_classes, video_level=video_level)
+        super().__init__(pattern, spec, num_classes, video_level=video_level, normalize_video=normalize_video)
+        self.unrated_negative = bool(unrated_negative)  # drop `label_weights`: every class counts
+        self.tta_mode = check_tta_mode(tta_mode)
         if mode not in SEGMENT_MODES:
             raise Yt8mError(f"segment mode must be one of {', '.join(SEGMENT_MODES)}, got {mode!r}")
         if mode == "context" and video_level:
@@ -270,10 +280,12 @@ class SegmentSource(RecordSource):
         drop_remainder: bool = False,
         repeat: bool = False,
         include_ids: bool = True,
+        deterministic: bool | None = None,
         squeeze: bool | None = None,
     ):
-        tf = _tf()
+        tf = import_tensorflow_quietly()
         autotune = tf.data.AUTOTUNE
+        order_fixed = (not shuffle) if deterministic is None else bool(deterministic)
         files = tf.data.Dataset.from_tensor_slices(self.files)
         if shuffle:
             files = files.shuffle(len(self.files), seed=seed, reshuffle_each_iteration=True)
@@ -281,25 +293,27 @@ class SegmentSource(RecordSource):
             lambda path: tf.data.TFRecordDataset(path),
             cycle_length=max(1, min(len(self.files), 16)),
             num_parallel_calls=autotune,
-            deterministic=not shuffle,
+            deterministic=order_fixed,
         )
         if repeat:
             records = records.repeat()
         context = self.mode == "context"
         segments = records.map(
-            lambda data: parse_segment_bytes(data, self.spec, self.num_classes, self.shifts, context),
+            lambda data: parse_segment_bytes(data, self.spec, self.num_classes, self.shifts, context, self.tta_mode),
             num_parallel_calls=autotune,
-            deterministic=not shuffle,
+            deterministic=order_fixed,
         ).unbatch()
         if shuffle:
             segments = segments.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
-        if not include_ids:
-            segments = segments.map(lambda e: {k: v for k, v in e.items() if k not in (VIDEO_ID, SEGMENT_START)})
+        dropped = (VIDEO_ID, SEGMENT_START) if not include_ids else ()
+        dropped += (LABEL_WEIGHTS,) if self.unrated_negative else ()
+        if dropped:
+            segments = segments.map(lambda e: {k: v for k, v in e.items() if k not in dropped})
         squeeze = len(self.shifts) == 1 if squeeze is None else squeeze
         batches = segments.batch(batch_size, drop_remainder=drop_remainder).map(
-            lambda batch: finish_segments(batch, self.spec, self.mode, self.video_level, squeeze),
+            lambda batch: finish_segments(batch, self.spec, self.mode, self.video_level, squeeze, self.normalize_video),
             num_parallel_calls=autotune,
-            deterministic=not shuffle,
+            deterministic=order_fixed,
         )
         return batches.prefetch(autotune)
 
@@ -307,8 +321,6 @@ class SegmentSource(RecordSource):
         problem = super().find_problem()
         if problem is not None:
             return problem
-        from yt8m.classifier.records import iterate_raw_records
-
         for path in self.files:
             for index, data in enumerate(iterate_raw_records(path)):
                 try:
@@ -328,8 +340,6 @@ def check_segment_labels(pattern, records_to_check: int = 100) -> None:
 
     (Records without segment fields would give all-zero label weights: training would learn nothing.)
     """
-    from yt8m.classifier.records import iterate_raw_records, list_record_files
-
     files = [f for part in pattern for f in list_record_files(part)] if isinstance(pattern, (list, tuple)) else list_record_files(pattern)
     for index, data in enumerate(iterate_raw_records(files[0])):
         if segment_context(data, f"{files[0]}: record {index}")[1]:
@@ -338,15 +348,13 @@ def check_segment_labels(pattern, records_to_check: int = 100) -> None:
             break
     raise Yt8mError(
         f"{files[0]}: its first records rate no segments (no segment_start_times/labels/scores); "
-        "--segment-labels needs the 2019 segment-rated records"
+        "`segment_labels` needs the 2019 segment-rated records"
     )
 
 
 def segment_context(data: bytes, where: str) -> tuple[str, list[int], list[int], list[float]]:
     """(video id, segment starts, labels, scores) of one serialized record, checked for equal lengths."""
-    from yt8m.classifier.records import ID_KEY, LEGACY_ID_KEY
-
-    tf = _tf()
+    tf = import_tensorflow_quietly()
     try:
         context = tf.train.SequenceExample.FromString(data).context.feature
     except Exception as error:  # protobuf's DecodeError and friends
@@ -366,9 +374,11 @@ def segment_context(data: bytes, where: str) -> tuple[str, list[int], list[int],
 # ----------------------------------------------------------------------------- models
 
 
+@functools.cache
 def _make_context_model_class():
-    import keras
-    from keras import ops
+    """The Keras class, made on first use so that importing this module does not load TensorFlow."""
+    keras = import_tensorflow_quietly().keras
+    ops = keras.ops
 
     class SegmentContextModel(keras.Model):
         """The segment model plus the whole video as context, mixed per class in logit space."""
@@ -383,11 +393,20 @@ def _make_context_model_class():
             self.video_gain = self.add_weight(shape=(classes,), initializer="zeros", name="video_gain")
             self.context_bias = self.add_weight(shape=(classes,), initializer="zeros", name="context_bias")
 
-        @property
-        def classifier(self):  # the head `--init-from` re-initialises for a new label space
-            return getattr(self.base, "classifier", None) or getattr(self.base, "head", None)
+        def head_variables(self) -> list:
+            """The base model's head plus the per-class mixing weights: all depend on the label space."""
+            mixing = {id(v) for v in (self.segment_gain, self.video_gain, self.context_bias)}
+            head = {id(v) for v in self.base.head_variables()} | mixing
+            return [v for v in self.variables if id(v) in head]
 
-        def call(self, inputs, training=None):
+        def body_variables(self) -> list:
+            """The base model's body (pooling, hidden layers), shared by the segment and the video."""
+            head = {id(v) for v in self.head_variables()}
+            return [v for v in self.variables if id(v) not in head]
+
+        def call(self, inputs, training=None, labels=None, label_weights=None):
+            # The train step passes the labels for models with label losses of their own; the base
+            # model runs twice here (segment, video), so it gets none (no branch losses added).
             frames, num_frames = inputs
             frames = ops.convert_to_tensor(frames, dtype="float32")
             segment, video = frames[:, :SEGMENT_FRAMES], frames[:, SEGMENT_FRAMES:]
@@ -413,6 +432,8 @@ def wrap_segment_model(model, config):
     video-level train dir holds and `--init-from` copies them.
     """
     mode = config.segments
+    if mode is None:
+        return model
     if mode not in SEGMENT_MODES:
         raise Yt8mError(f"config.json: segments must be one of {', '.join(SEGMENT_MODES)}, got {mode!r}")
     if mode == "segment":
@@ -436,10 +457,23 @@ class SegmentBatch:
     predictions: np.ndarray  # float32 [B, C], averaged over the TTA shifts
     labels: np.ndarray  # float32 [B, C] rated present
     weights: np.ndarray  # float32 [B, C] rated (0/1)
+    shift_predictions: np.ndarray | None = None  # float32 [B, K, C], one per TTA shift (for rank fusion)
 
 
-def segment_source(pattern, config, shifts: Sequence[int] = DEFAULT_TTA_SHIFTS) -> SegmentSource:
-    """A `SegmentSource` reading what `config`'s model takes (a video model counts as "segment")."""
+def segment_source(
+    pattern,
+    config,
+    shifts: Sequence[int] = DEFAULT_TTA_SHIFTS,
+    tta_mode: str = DEFAULT_TTA_MODE,
+    for_training: bool = False,
+) -> SegmentSource:
+    """A `SegmentSource` reading what `config`'s model takes (a video model counts as "segment").
+
+    `for_training` applies the config's `segment_label_weighting`: with "all-classes" (the 2019
+    9th place's fine-tuning) the batches carry no `label_weights`, so every class of a rated
+    segment counts and the unrated ones are negatives. Evaluation always keeps the rated pairs.
+    """
+    weighting = config.training.segment_label_weighting if for_training else None
     return SegmentSource(
         pattern,
         config.feature_spec,
@@ -447,66 +481,44 @@ def segment_source(pattern, config, shifts: Sequence[int] = DEFAULT_TTA_SHIFTS) 
         video_level=config.video_level,
         mode=config.segments or "segment",
         shifts=shifts,
+        tta_mode=tta_mode,
+        normalize_video=config.training.l2_normalize_video_inputs,
+        unrated_negative=weighting == SEGMENT_ALL_CLASSES,
     )
 
 
 def predict_segment_batches(
-    pattern, model, config, batch_size: int = 256, shifts: Sequence[int] = DEFAULT_TTA_SHIFTS
+    pattern,
+    model,
+    config,
+    batch_size: int = 256,
+    shifts: Sequence[int] = DEFAULT_TTA_SHIFTS,
+    tta_mode: str = DEFAULT_TTA_MODE,
 ) -> Iterator[SegmentBatch]:
-    """Run `model` over every segment of the records, averaging the predictions over `shifts`."""
-    tf = _tf()
+    """Run `model` over every segment of the records, averaging the predictions over `shifts`
+    (each shift's own predictions kept in `shift_predictions` when there are several)."""
+    tf = import_tensorflow_quietly()
     if batch_size < 1:
-        raise Yt8mError(f"batch size must be >= 1, got {batch_size}")
-    source = segment_source(pattern, config, shifts)
+        raise Yt8mError(f"`batch_size` must be >= 1, got {batch_size}")
+    source = segment_source(pattern, config, shifts, tta_mode)
 
     @tf.function(reduce_retracing=True)
     def forward(frames, num_frames):
         shape = tf.shape(frames)
         flat = tf.reshape(frames, tf.concat([[-1], shape[2:]], axis=0))
         scores = model((flat, tf.reshape(num_frames, [-1])), training=False)
-        return tf.reduce_mean(tf.reshape(scores, [shape[0], shape[1], -1]), axis=1)
+        return tf.reshape(scores, [shape[0], shape[1], -1])
 
     for batch in source.iterate(batch_size, squeeze=False):
-        predictions = forward(tf.constant(batch[FRAMES]), tf.constant(batch[NUM_FRAMES])).numpy()
+        per_shift = forward(tf.constant(batch[FRAMES]), tf.constant(batch[NUM_FRAMES])).numpy().astype(np.float32, copy=False)
         ids = [segment_id(v.decode("utf-8", errors="replace"), s) for v, s in zip(batch[VIDEO_ID], batch[SEGMENT_START])]
-        yield SegmentBatch(ids, predictions.astype(np.float32, copy=False), batch[LABELS], batch[LABEL_WEIGHTS])
-
-
-def evaluate_segments(
-    eval_pattern: str,
-    train_dir: str | os.PathLike,
-    batch_size: int = 256,
-    *,
-    class_ids: Iterable[int] | None = None,
-    shifts: Sequence[int] = DEFAULT_TTA_SHIFTS,
-    top_k: int = SEGMENT_TOP_K,
-    checkpoint: str | None = None,
-    progress: Callable[[int], None] | None = None,
-) -> dict[str, Any]:
-    """Segment MAP@top_k of a train dir's model (video- or segment-trained) over rated segments.
-
-    Streams with `SegmentMapAccumulator`; only rated (segment, class) pairs of the `class_ids`
-    whitelist (all classes when None) count. Returns segment_map, num_segments, step, checkpoint.
-    """
-    from yt8m.classifier.training import load_trained_model, latest_checkpoint
-
-    model, config, step = load_trained_model(train_dir, checkpoint)
-    accumulator = SegmentMapAccumulator(config.num_classes, top_k=top_k, class_ids=class_ids)
-    done = 0
-    for batch in predict_segment_batches(eval_pattern, model, config, batch_size, shifts):
-        accumulator.accumulate(batch.predictions, batch.labels, batch.weights)
-        done += len(batch.segment_ids)
-        if progress is not None:
-            progress(done)
-    if done == 0:
-        raise Yt8mError(f"{eval_pattern}: no segments to evaluate")
-    return {
-        "segment_map": accumulator.get(),
-        "num_segments": done,
-        "tta_shifts": list(shifts),
-        "step": step,
-        "checkpoint": checkpoint or latest_checkpoint(train_dir),
-    }
+        yield SegmentBatch(
+            ids,
+            per_shift.mean(axis=1),
+            batch[LABELS],
+            batch[LABEL_WEIGHTS],
+            per_shift if per_shift.shape[1] > 1 else None,
+        )
 
 
 class SegmentRanking:
@@ -517,7 +529,7 @@ class SegmentRanking:
 
     def __init__(self, class_ids: Sequence[int], max_pred: int = SEGMENT_TOP_K) -> None:
         if max_pred < 1:
-            raise Yt8mError(f"--segment-max-pred must be >= 1, got {max_pred}")
+            raise Yt8mError(f"`max_pred` must be >= 1, got {max_pred}")
         self.class_ids = np.asarray(sorted(set(int(c) for c in class_ids)), dtype=np.int64)
         self.max_pred = int(max_pred)
         self.ids: list[str] = []
@@ -556,20 +568,12 @@ class SegmentRanking:
 
 
 def write_segment_csv(path: str | os.PathLike, ranking: SegmentRanking) -> Path:
-    """Write the Kaggle 2019 `Class,Segments` CSV (temp name + rename)."""
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.inprogress")
-    try:
-        with open(tmp, "w", encoding="utf-8", newline="") as handle:
-            handle.write(SEGMENT_CSV_HEADER + "\n")
-            for class_id, ids in ranking.ranked():
-                handle.write(f"{class_id},{' '.join(ids)}\n")
-        os.replace(tmp, out)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return out
+    """Write the Kaggle 2019 `Class,Segments` CSV (atomically)."""
+    with atomic_path(path) as temporary, open(temporary, "w", encoding="utf-8", newline="") as handle:
+        handle.write(SEGMENT_CSV_HEADER + "\n")
+        for class_id, ids in ranking.ranked():
+            handle.write(f"{class_id},{' '.join(ids)}\n")
+    return Path(path)
 
 
 def read_segment_csv(path: str | os.PathLike) -> dict[int, list[str]]:
@@ -598,85 +602,29 @@ def read_segment_csv(path: str | os.PathLike) -> dict[int, list[str]]:
     return ranking
 
 
-@dataclass
-class SegmentPredictResult:
-    num_segments: int
-    csv_path: Path
-    scores_path: Path | None
-    step: int
-
-
-def predict_segments(
-    input_pattern: str,
-    train_dir: str | os.PathLike,
-    out_path: str | os.PathLike,
-    *,
-    class_ids: Iterable[int] | None = None,
-    max_pred: int = SEGMENT_TOP_K,
-    shifts: Sequence[int] = DEFAULT_TTA_SHIFTS,
-    batch_size: int = 256,
-    checkpoint: str | None = None,
-    scores_path: str | os.PathLike | None = None,
-    progress: Callable[[int], None] | None = None,
-) -> SegmentPredictResult:
-    """Write the `Class,Segments` submission CSV for every segment of the records.
-
-    Each whitelisted class (all classes when `class_ids` is None) lists at most `max_pred` segment
-    ids `vid:start`, best first. `scores_path` also saves every score (`video_ids` = segment ids,
-    `predictions`, `labels`, `weights`) as `.npz` for ensembling.
-    """
-    from yt8m.classifier.training import load_trained_model
-
-    model, config, step = load_trained_model(train_dir, checkpoint)
-    classes = list(range(config.num_classes)) if class_ids is None else list(class_ids)
-    ranking = SegmentRanking(classes, max_pred)
-    kept: list[SegmentBatch] = []
-    done = 0
-    for batch in predict_segment_batches(input_pattern, model, config, batch_size, shifts):
-        ranking.add(batch.segment_ids, batch.predictions)
-        if scores_path is not None:
-            kept.append(batch)
-        done += len(batch.segment_ids)
-        if progress is not None:
-            progress(done)
-    saved = None
-    if scores_path is not None:
-        saved = save_segment_scores(scores_path, kept, config.num_classes)
-    path = write_segment_csv(out_path, ranking)
-    return SegmentPredictResult(num_segments=done, csv_path=path, scores_path=saved, step=step)
-
-
 def save_segment_scores(path: str | os.PathLike, batches: Sequence[SegmentBatch], num_classes: int) -> Path:
-    """Save segment scores as `.npz` (temp name + rename): video_ids (segment ids), predictions, labels, weights."""
+    """Save segment scores as `.npz` (atomically): video_ids (segment ids), predictions, labels, weights."""
     target = Path(path)
     if target.suffix != ".npz":
         target = target.with_name(target.name + ".npz")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.stem}.inprogress.npz")
 
     def stack(name: str, dtype) -> np.ndarray:
         parts = [getattr(b, name) for b in batches]
         return np.concatenate(parts).astype(dtype) if parts else np.zeros((0, num_classes), dtype)
 
-    try:
+    with atomic_path(target) as temporary, open(temporary, "wb") as handle:
         np.savez_compressed(
-            tmp,
+            handle,
             video_ids=np.asarray([i for b in batches for i in b.segment_ids], dtype=str),
             predictions=stack("predictions", np.float32),
             labels=stack("labels", bool),
             weights=stack("weights", bool),
         )
-        os.replace(tmp, target)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     return target
 
 
 def rated_segments(pattern: str) -> dict[tuple[str, int], bool]:
     """{(segment id, class): present} for every rated pair of labelled segment records."""
-    from yt8m.classifier.records import iterate_raw_records, list_record_files
-
     rated: dict[tuple[str, int], bool] = {}
     for path in list_record_files(pattern):
         for index, data in enumerate(iterate_raw_records(path)):
@@ -705,21 +653,6 @@ def segment_map_of_csv(
     if not rated:
         raise Yt8mError(f"{eval_pattern}: no rated segments to evaluate against")
     allowed = None if class_ids is None else set(int(c) for c in class_ids)
-    positives: dict[int, int] = {}
-    for (_, label), present in rated.items():
-        if present and (allowed is None or label in allowed):
-            positives[label] = positives.get(label, 0) + 1
-    aps = []
-    for label, count in positives.items():
-        hits = seen = 0
-        total = 0.0
-        for sid in ranking.get(label, [])[:top_k]:
-            present = rated.get((sid, label))
-            if present is None:
-                continue
-            seen += 1
-            if present:
-                hits += 1
-                total += hits / seen
-        aps.append(total / count)
-    return {"segment_map": float(np.mean(aps)) if aps else 0.0, "num_classes": len(aps), "csv": str(csv_path)}
+    counted = {label for (_, label), present in rated.items() if present and (allowed is None or label in allowed)}
+    value = segment_map_of_ranking(ranking, rated, class_ids=allowed, top_k=top_k)  # tta.py
+    return {"segment_map": value, "num_classes": len(counted), "csv": str(csv_path)}

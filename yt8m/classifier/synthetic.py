@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from yt8m.core import AUDIO_SIZE, RGB_SIZE, SEGMENT_FRAMES, VideoFeatures, Yt8mError
+from yt8m.data.shards import ShardWriter
 from yt8m.pca.quantization import dequantize, quantize
 
 NOISE_STD = 0.5  # per-dimension noise, about the spread of whitened PCA features
@@ -140,15 +141,16 @@ def make_synthetic_records(
     signal_fraction: float = DEFAULT_SIGNAL_FRACTION,
     feature_sizes: tuple[int, int] = (RGB_SIZE, AUDIO_SIZE),
     progress: Callable[[int, int], None] | None = None,
+    overwrite: bool = False,
 ) -> list[Path]:
     """Write synthetic frame-level records (with `mean_rgb`/`mean_audio` too) and return the files.
 
     Files are written with `ShardWriter` (temp name + rename; `shard_size` splits them into
     `OUT-00000-of-000NN` shards). `feature_sizes` other than (1024, 128) make small custom
     datasets (read them with a matching `FeatureSpec`). `progress(done, total)` is called after every video.
+    Existing output is refused before anything is generated unless `overwrite=True` replaces it.
     """
-    from yt8m.classifier.records import ShardWriter
-
+    writer = ShardWriter(out_path, shard_size=shard_size, overwrite=overwrite)  # checks the output first
     videos = synthetic_videos(
         num_videos,
         num_classes,
@@ -160,7 +162,6 @@ def make_synthetic_records(
         signal_fraction=signal_fraction,
         feature_sizes=feature_sizes,
     )
-    writer = ShardWriter(out_path, shard_size=shard_size)
     try:
         for done, video in enumerate(videos, start=1):
             writer.write(video)

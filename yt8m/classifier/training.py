@@ -2,17 +2,21 @@
 
 A custom loop (rather than `model.fit`) so that the starter code's recipe is followed exactly:
 Adam with a staircase exponential learning-rate decay every `learning_rate_decay_examples`
-examples, gradients summed over replicas and then clipped by their global norm (1.0), the
+examples, gradients summed over replicas and then each tensor clipped to norm 1.0 on its own
+(`clip_gradient_mode="global"`: one global norm instead), the
 starter's cross-entropy (epsilon 1e-5, summed over classes, averaged over examples) with optional
 per-class label weights, plus the model's own losses (L2 on the MoE, distillation) times
 `regularization_penalty`. An optional exponential moving average of the weights (with the TF1
 `num_updates` warm-up) is kept in the checkpoint and used by eval, predict and export.
 
-The train dir holds `config.json` (the `ModelConfig`), `ckpt-STEP.*` checkpoints
-(tf.train.Checkpoint + CheckpointManager) and TensorBoard logs under `logs/`. Training resumes
-from the latest checkpoint unless `start_new_model`; a train dir made for another model is
-refused with an error naming its config.json. With several GPUs visible (or `devices` given)
-training runs under `tf.distribute.MirroredStrategy`; `batch_size` is the global batch.
+The train dir is a model bundle (`yt8m.classifier.bundle`): `config.json` (the `ModelConfig`),
+`ckpt-STEP.*` checkpoints (tf.train.Checkpoint + CheckpointManager, with the epoch count and the
+position in the epoch) and TensorBoard logs under `logs/`. Training resumes from the latest
+checkpoint unless `start_new_model`, continuing the epoch where it stopped; a train dir made for
+another model is refused with an error naming its config.json. With several GPUs visible (or
+`devices` given) training runs under `tf.distribute.MirroredStrategy`, one per device set and
+process (`make_strategy`); `batch_size` is the global batch. Fine-tuning re-initialises and
+trains first the model's head (`head_variables()`), keeping its body.
 """
 
 from __future__ import annotations
@@ -20,38 +24,58 @@ from __future__ import annotations
 import itertools
 import math
 import os
-import re
-import shutil
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from yt8m.classifier.config import CONFIG_FILENAME, TRAINING_KEYS, ModelConfig, parse_overrides
+from yt8m._tf import import_tensorflow_quietly
+from yt8m.classifier.bundle import (  # noqa: F401 - also re-exported: callers have always found them here
+    CHECKPOINT_PREFIX,
+    EXPORT_DIR,
+    LOG_DIR,
+    ModelBundle,
+    body_variables,
+    build_model,
+    checkpoint_step,
+    head_variables,
+    latest_checkpoint,
+    load_trained_model,
+    train_dir_label_map,
+    weight_average,
+)
+from yt8m.classifier.compact.distill import TEACHER, Distillation, distillation_loss
+from yt8m.classifier.compact.ema import DEFAULT_EMA_HALFLIFE, check_ema_source, ema_stage_config, training_average
+from yt8m.classifier.config import (
+    CLIP_GLOBAL,
+    CLIP_PER_TENSOR,
+    CONFIG_FILENAME,
+    SEGMENT_ALL_CLASSES,
+    SEGMENT_RATED_PAIRS,
+    TRAINING_KEYS,
+    ModelConfig,
+    parse_overrides,
+)
+from yt8m.classifier.metrics import gap, hit_at_one
+from yt8m.classifier.models import canonical_name
+from yt8m.classifier.models.layers import CROSS_ENTROPY_EPSILON, cross_entropy  # noqa: F401 - re-exported
+from yt8m.classifier.readers import RecordSource
+from yt8m.classifier.segments import check_segment_labels, segment_source
 from yt8m.core import NUM_CLASSES, FeatureSpec, Yt8mError
+from yt8m.data.records import iterate_raw_records, list_record_files, record_extras
+from yt8m.data.vocabulary import LABEL_MAP_FILENAME, read_label_map  # noqa: F401 - LABEL_MAP_FILENAME re-exported
+from yt8m.data.vocabulary import find_label_map as vocabulary_find_label_map
 
-CROSS_ENTROPY_EPSILON = 1e-5  # the starter's CrossEntropyLoss epsilon (10e-6)
-CHECKPOINT_PREFIX = "ckpt"
-LOG_DIR = "logs"
 TRAIN_LOG = "train"
 EVAL_LOG = "eval"
-EXPORT_DIR = "export"
-EMA_WARMUP = (1.0, 10.0)  # TF1 ExponentialMovingAverage(num_updates): decay <= (1 + n) / (10 + n)
+RESUME_HINT = "run the same training again (same `train_dir`) to continue from it"
 CHECKPOINT_EVERY_SECONDS = 600.0  # also save at least this often (the starter saved every 10 minutes)
-_CHECKPOINT_RE = re.compile(rf"{CHECKPOINT_PREFIX}-(\d+)$")
-LABEL_MAP_FILENAME = "label_map.txt"  # a custom label space's class names, kept in the train dir
-LABEL_MAP_SUFFIX = ".label_map.txt"  # `yt8m extract --labels-from-folders`: OUT.tfrecord -> OUT.label_map.txt
-HEAD_ATTRIBUTES = ("classifier", "head")  # the model attributes holding the classifier head
-
-
-def _tf():
-    from yt8m._tf import import_tensorflow_quietly
-
-    return import_tensorflow_quietly()
-
+_SUMMARY_DATA_CLASS_SCALAR = 1  # summary_pb2.DATA_CLASS_SCALAR
+# Checkpoint entries that older checkpoints may lack (restored when present).
+_OPTIONAL_STATE = ("ema", "position")
 
 # ----------------------------------------------------------------------------- results
 
@@ -84,6 +108,7 @@ class TrainResult:
     export_dir: Path | None = None
     history: list[TrainProgress] = field(default_factory=list)
     init: "InitReport | None" = None  # set when the weights were initialised from another train dir
+    resume_note: str | None = None  # how a resumed run continued its input (or that it restarted the epoch)
 
 
 @dataclass
@@ -97,74 +122,18 @@ class InitReport:
     head_reset: bool
 
 
-# ----------------------------------------------------------------------------- losses
-
-
-def cross_entropy(labels, predictions, label_weights=None):
-    """The starter's CrossEntropyLoss per example: -sum_c [y log(p+eps) + (1-y) log(1-p+eps)] * w_c."""
-    tf = _tf()
-    labels = tf.cast(labels, tf.float32)
-    predictions = tf.cast(predictions, tf.float32)
-    loss = -(
-        labels * tf.math.log(predictions + CROSS_ENTROPY_EPSILON)
-        + (1.0 - labels) * tf.math.log(1.0 - predictions + CROSS_ENTROPY_EPSILON)
-    )
-    if label_weights is not None:
-        loss = loss * tf.cast(label_weights, tf.float32)
-    return tf.reduce_sum(loss, axis=1)
+# ----------------------------------------------------------------------------- schedule
 
 
 def learning_rate_schedule(settings):
     """Staircase exponential decay: base * decay ** floor(step * batch_size / decay_examples)."""
-    import keras
-
+    keras = import_tensorflow_quietly().keras
     return keras.optimizers.schedules.ExponentialDecay(
         initial_learning_rate=settings.base_learning_rate,
         decay_steps=settings.learning_rate_decay_examples / settings.batch_size,
         decay_rate=settings.learning_rate_decay,
         staircase=True,
     )
-
-
-# ----------------------------------------------------------------------------- EMA
-
-
-def _make_weight_average_class():
-    tf = _tf()
-
-    class WeightAverage(tf.Module):
-        """Shadow copies of the trainable weights, updated as an exponential moving average."""
-
-        def __init__(self, variables, decay: float) -> None:
-            super().__init__(name="ema")
-            self.decay = float(decay)
-            aggregation = tf.VariableAggregation.ONLY_FIRST_REPLICA
-            self.shadows = [
-                tf.Variable(tf.convert_to_tensor(v), trainable=False, aggregation=aggregation, name=f"ema_{i}")
-                for i, v in enumerate(variables)
-            ]
-            self.num_updates = tf.Variable(0, dtype=tf.int64, trainable=False, aggregation=aggregation, name="ema_updates")
-
-        def update(self, variables) -> None:
-            count = tf.cast(self.num_updates.assign_add(1), tf.float32)
-            decay = tf.minimum(self.decay, (EMA_WARMUP[0] + count) / (EMA_WARMUP[1] + count))
-            for shadow, variable in zip(self.shadows, variables):
-                shadow.assign_sub((1.0 - decay) * (shadow - tf.cast(tf.convert_to_tensor(variable), shadow.dtype)))
-
-        def reset(self, variables) -> None:
-            for shadow, variable in zip(self.shadows, variables):
-                shadow.assign(tf.convert_to_tensor(variable))
-
-        def copy_to(self, variables) -> None:
-            for shadow, variable in zip(self.shadows, variables):
-                variable.assign(shadow)
-
-    return WeightAverage
-
-
-def weight_average(variables, decay: float):
-    """A `tf.Module` holding the EMA of `variables` (create it under the strategy's scope)."""
-    return _make_weight_average_class()(variables, decay)
 
 
 # ----------------------------------------------------------------------------- TensorBoard
@@ -174,18 +143,16 @@ class ScalarLog:
     """TensorBoard scalar summaries, written with `tf.summary.write` so the tensorboard package is optional."""
 
     def __init__(self, logdir: str | os.PathLike) -> None:
-        tf = _tf()
-        from tensorflow.core.framework import summary_pb2
-
-        metadata = summary_pb2.SummaryMetadata(
-            plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name="scalars"),
-            data_class=summary_pb2.DATA_CLASS_SCALAR,
+        tf = import_tensorflow_quietly()
+        metadata = tf.compat.v1.SummaryMetadata(
+            plugin_data=tf.compat.v1.SummaryMetadata.PluginData(plugin_name="scalars"),
+            data_class=_SUMMARY_DATA_CLASS_SCALAR,
         )
         self._metadata = metadata.SerializeToString()
         self._writer = tf.summary.create_file_writer(str(logdir))
 
     def write(self, step: int, values: dict[str, float | None]) -> None:
-        tf = _tf()
+        tf = import_tensorflow_quietly()
         with self._writer.as_default():
             for tag, value in values.items():
                 if value is not None and math.isfinite(float(value)):
@@ -203,31 +170,15 @@ def config_path(train_dir: str | os.PathLike) -> Path:
     return Path(train_dir) / CONFIG_FILENAME
 
 
-def latest_checkpoint(train_dir: str | os.PathLike) -> str | None:
-    """Path prefix of the newest checkpoint in `train_dir`, or None."""
-    directory = Path(train_dir)
-    if not directory.is_dir():
-        return None
-    return _tf().train.latest_checkpoint(str(directory))
-
-
-def checkpoint_step(checkpoint: str) -> int:
-    """The global step a `ckpt-STEP` checkpoint was saved at."""
-    match = _CHECKPOINT_RE.search(str(checkpoint))
-    return int(match.group(1)) if match else 0
-
-
 def clear_train_dir(train_dir: str | os.PathLike) -> None:
-    """Remove what yt8m put in a train dir (config, checkpoints, logs, export), nothing else."""
-    directory = Path(train_dir)
-    if not directory.is_dir():
-        return
-    for path in directory.iterdir():
-        name = path.name
-        if name in (CONFIG_FILENAME, "checkpoint") or name.startswith(f"{CHECKPOINT_PREFIX}-"):
-            path.unlink()
-        elif name in (LOG_DIR, EXPORT_DIR) and path.is_dir():
-            shutil.rmtree(path)
+    """Remove what training put in a train dir (config, checkpoints, logs, export), nothing else."""
+    ModelBundle(Path(train_dir), ModelConfig(model="")).clear()
+
+
+REPLACE_HINT = "pass `start_new_model=True` to replace it, or use another `train_dir`"
+SEGMENT_INPUTS = {(False, False): None, (True, False): "segment", (True, True): "context"}
+INPUT_SETTING = "l2_normalize_video_inputs"  # fixed for a train dir and kept by `init_from`
+FINE_TUNE_SEGMENTS = "segment"  # the segment mode a video train dir may continue in
 
 
 def resolve_train_config(
@@ -240,81 +191,125 @@ def resolve_train_config(
     num_classes: int | None = None,
     start_new_model: bool = False,
     init_from: str | os.PathLike | None = None,
+    segment_labels: bool = False,
+    segment_context: bool = False,
+    overrides: Mapping[str, Any] | None = None,
 ) -> ModelConfig:
-    """The config a `yt8m train` run uses: a new one, or the train dir's own with training changes.
+    """The config a training run uses: a new one, or the train dir's own with training changes.
 
     With `init_from` (another train dir) a new config takes that model's architecture and
     features; `num_classes` may differ (a new label space for fine-tuning).
 
     Resuming keeps the saved architecture; asking for another model, other hyperparameters,
     features or class count is refused with an error naming config.json. Training settings
-    (`training`, and training keys given with `--set`) may change between runs.
+    (`training`, and training keys among `set_values` / `overrides`) may change between runs.
+    `set_values` are `key=value` strings, `overrides` the same as Python values.
+    `segment_labels` trains on the 2019 segment labels, `segment_context` (with it) lets the
+    model see the whole video too; a resumed train dir keeps its own mode.
     """
+    if segment_context and not segment_labels:
+        raise Yt8mError("`segment_context` needs `segment_labels`")
     path = config_path(train_dir)
     training = {k: v for k, v in (training or {}).items() if v is not None}
-    if path.exists() and not start_new_model:
-        saved = ModelConfig.load(path)
-        hint = "pass --start-new-model to replace it, or use another --train-dir"
-        if model is not None:
-            from yt8m.classifier.models import canonical_name
+    resuming = path.exists() and not start_new_model
+    given = (set_values, dict(overrides or {}))
+    if resuming:
+        config = _resumed_config(path, model, given, training, feature_spec, num_classes)
+    elif init_from is not None:
+        config = _config_from_source(init_from, model, given, training, feature_spec, num_classes)
+    elif model is None:
+        raise Yt8mError(f"{Path(train_dir)}: no {CONFIG_FILENAME} here; `model` is required for a new model")
+    else:
+        config = ModelConfig.create(
+            model,
+            feature_spec=feature_spec,
+            num_classes=num_classes if num_classes is not None else NUM_CLASSES,
+            overrides=_settings(given, model),
+            training=training,
+        )
+    wanted = SEGMENT_INPUTS[(bool(segment_labels), bool(segment_context))]
+    if resuming and (config.segments == wanted or (config.segments is not None and wanted is None)):
+        return config  # a segment train dir resumes in its own mode without repeating it
+    if resuming and config.segments is None and wanted == FINE_TUNE_SEGMENTS:
+        # The 2019 9th place's fine-tuning: the video model's train dir continues on segment labels
+        # (the same network; weights, optimizer state and learning-rate schedule carry on).
+        return _segment_weighting(replace(config, segments=wanted), SEGMENT_ALL_CLASSES)
+    if resuming:
+        have = f"segment labels ({config.segments})" if config.segments else "video labels"
+        raise Yt8mError(f"{path}: this train dir was trained on {have}; {REPLACE_HINT}")
+    config = replace(config, segments=wanted)
+    return _segment_weighting(config, SEGMENT_RATED_PAIRS) if wanted else config
 
-            model = canonical_name(model)
-        if model is not None and model != saved.model:
-            raise Yt8mError(f"{path}: this train dir was made for model {saved.model}, not {model}; {hint}")
-        overrides = parse_overrides(list(set_values), ModelConfig.settable_defaults(saved.model))
-        for key, value in overrides.items():
-            if key in TRAINING_KEYS:
-                training[key] = value
-            elif value != saved.hparams.get(key):
-                raise Yt8mError(
-                    f"{path}: {key}={saved.hparams.get(key)!r} in this train dir, not {value!r}; {hint}"
-                )
-        if feature_spec is not None and feature_spec.to_dict() != saved.feature_spec.to_dict():
-            raise Yt8mError(
-                f"{path}: this train dir uses features {','.join(saved.feature_spec.names)} "
-                f"({','.join(map(str, saved.feature_spec.sizes))}); {hint}"
-            )
-        if num_classes is not None and num_classes != saved.num_classes:
-            raise Yt8mError(f"{path}: this train dir has {saved.num_classes} classes, not {num_classes}; {hint}")
-        config = saved.with_training(**training)
-        config.training.validate(config.num_classes)
+
+def _segment_weighting(config: ModelConfig, default: str) -> ModelConfig:
+    """`config` with `segment_label_weighting` set to `default` unless the user chose one."""
+    if config.training.segment_label_weighting is not None:
         return config
-    if init_from is not None:
-        return _config_from_source(init_from, model, set_values, training, feature_spec, num_classes)
-    if model is None:
-        raise Yt8mError(f"{Path(train_dir)}: no {CONFIG_FILENAME} here; --model is required for a new model")
-    overrides = parse_overrides(list(set_values), ModelConfig.settable_defaults(model)) if set_values else {}
-    return ModelConfig.create(
-        model,
-        feature_spec=feature_spec,
-        num_classes=num_classes if num_classes is not None else NUM_CLASSES,
-        overrides=overrides,
-        training=training,
-    )
+    return config.with_training(segment_label_weighting=default)
+
+
+def _settings(given: tuple[Sequence[str], dict[str, Any]], model: str) -> dict[str, Any]:
+    """`key=value` strings (coerced to the defaults' types) and Python values, checked against `model`'s keys."""
+    set_values, values = given
+    defaults = ModelConfig.settable_defaults(model)
+    settings = parse_overrides(list(set_values), defaults)
+    unknown = sorted(set(values) - set(defaults))
+    if unknown:
+        raise Yt8mError(f"{', '.join(unknown)}: not a setting of {canonical_name(model)}; known: {', '.join(sorted(defaults))}")
+    settings.update(values)
+    return settings
+
+
+def _resumed_config(path: Path, model, given, training, feature_spec, num_classes) -> ModelConfig:
+    """The train dir's own config with the training changes asked for; architecture changes are refused."""
+    saved = ModelConfig.load(path)
+    model = canonical_name(model) if model is not None else None
+    if model is not None and model != saved.model:
+        raise Yt8mError(f"{path}: this train dir was made for model {saved.model}, not {model}; {REPLACE_HINT}")
+    for key, value in _settings(given, saved.model).items():
+        if key in TRAINING_KEYS:
+            training[key] = value
+        elif value != saved.hparams.get(key):
+            raise Yt8mError(f"{path}: {key}={saved.hparams.get(key)!r} in this train dir, not {value!r}; {REPLACE_HINT}")
+    if feature_spec is not None and feature_spec.to_dict() != saved.feature_spec.to_dict():
+        raise Yt8mError(
+            f"{path}: this train dir uses features {','.join(saved.feature_spec.names)} "
+            f"({','.join(map(str, saved.feature_spec.sizes))}); {REPLACE_HINT}"
+        )
+    if num_classes is not None and num_classes != saved.num_classes:
+        raise Yt8mError(f"{path}: this train dir has {saved.num_classes} classes, not {num_classes}; {REPLACE_HINT}")
+    wanted = training.get(INPUT_SETTING, saved.training.l2_normalize_video_inputs)
+    if saved.video_level and bool(wanted) != saved.training.l2_normalize_video_inputs:
+        raise Yt8mError(
+            f"{path}: {INPUT_SETTING}={saved.training.l2_normalize_video_inputs} in this train dir (its weights "
+            f"expect those inputs), not {wanted}; {REPLACE_HINT}"
+        )
+    config = saved.with_training(**training)
+    config.training.validate(config.num_classes)
+    return config
 
 
 def _config_from_source(
     source_dir: str | os.PathLike,
     model: str | None,
-    set_values: Sequence[str],
+    given: tuple[Sequence[str], dict[str, Any]],
     training: dict[str, Any],
     feature_spec: FeatureSpec | None,
     num_classes: int | None,
 ) -> ModelConfig:
     """A new config with `source_dir`'s model, hyperparameters and features (and maybe other classes)."""
-    from yt8m.classifier.models import canonical_name
-
     source = ModelConfig.load(config_path(source_dir))
     where = config_path(source_dir)
     if model is not None and canonical_name(model) != source.model:
-        raise Yt8mError(f"{where}: --init-from holds a {source.model} model, not {canonical_name(model)}")
+        raise Yt8mError(f"{where}: `init_from` holds a {source.model} model, not {canonical_name(model)}")
     if feature_spec is not None and feature_spec.to_dict() != source.feature_spec.to_dict():
         raise Yt8mError(
-            f"{where}: --init-from was trained on features {','.join(source.feature_spec.names)} "
+            f"{where}: `init_from` was trained on features {','.join(source.feature_spec.names)} "
             f"({','.join(map(str, source.feature_spec.sizes))}); its weights cannot take other features"
         )
     overrides = dict(source.hparams)
-    overrides.update(parse_overrides(list(set_values), ModelConfig.settable_defaults(source.model)))
+    overrides[INPUT_SETTING] = source.training.l2_normalize_video_inputs  # the inputs its weights learned from
+    overrides.update(_settings(given, source.model))
     return ModelConfig.create(
         source.model,
         feature_spec=source.feature_spec,
@@ -324,49 +319,7 @@ def _config_from_source(
     )
 
 
-def find_label_map(train_data: str | Sequence[str]) -> Path | None:
-    """The label map `yt8m extract --labels-from-folders` saved next to the records, if exactly one.
-
-    Looks for `OUT.label_map.txt` beside each record file (also for shards `OUT-00000-of-000NN`).
-    """
-    from yt8m.classifier.records import _SHARD_RE, list_record_files
-
-    patterns = [train_data] if isinstance(train_data, (str, os.PathLike)) else list(train_data)
-    found: set[Path] = set()
-    for pattern in patterns:
-        for name in list_record_files(pattern):
-            path = Path(name)
-            match = _SHARD_RE.match(path.name)
-            stems = [path.with_suffix("")]
-            if match:
-                stems.append(path.with_name(match.group("stem")))
-            for stem in stems:
-                candidate = stem.with_name(stem.name + LABEL_MAP_SUFFIX)
-                if candidate.is_file():
-                    found.add(candidate)
-    return found.pop() if len(found) == 1 else None
-
-
-def train_dir_label_map(train_dir: str | os.PathLike) -> Path | None:
-    """The custom label map kept in a train dir, or None (then the YT8M vocabulary applies)."""
-    path = Path(train_dir) / LABEL_MAP_FILENAME
-    return path if path.is_file() else None
-
-
-def _read_names(path: str | os.PathLike) -> list[str]:
-    from yt8m.classifier.vocabulary import load_label_map
-
-    return list(load_label_map(path).names)
-
-
-def head_variables(model) -> list:
-    """The variables of the model's classifier head (re-initialised for a new label space)."""
-    variables = []
-    for attribute in HEAD_ATTRIBUTES:
-        layer = getattr(model, attribute, None)
-        if layer is not None and hasattr(layer, "variables"):
-            variables.extend(layer.variables)
-    return variables
+# ----------------------------------------------------------------------------- fine-tuning
 
 
 def _variable_key(variable) -> str:
@@ -383,8 +336,8 @@ def initialise_from(model, config: ModelConfig, source_dir: str | os.PathLike, *
     """Copy a trained model's weights (EMA ones when kept) from `source_dir` into `model`.
 
     Weights are matched by their path in the model and their shape. With `reset_head` the
-    classifier head keeps its fresh initialisation (a new label space); weights whose shape
-    differs (e.g. the head of another class count) are re-initialised too.
+    classifier head (the model's `head_variables()`) keeps its fresh initialisation (a new label
+    space); weights whose shape differs (e.g. the head of another class count) are re-initialised too.
     """
     source_model, source_config, source_step = load_trained_model(source_dir)
     if source_config.model != config.model or source_config.feature_spec.to_dict() != config.feature_spec.to_dict():
@@ -404,28 +357,52 @@ def initialise_from(model, config: ModelConfig, source_dir: str | os.PathLike, *
             continue
         variable.assign(np.asarray(match.numpy()))
         copied += 1
-    if copied == 0:
+    if copied == 0 and any(_is_float(v) for v in body_variables(model)):
+        # A model without a body (LogisticModel, MoeModel, ...) is all head: nothing to keep is fine.
         raise Yt8mError(f"{config_path(source_dir)}: none of its weights fit this model")
     return InitReport(
         source=Path(source_dir), source_step=source_step, copied=copied, reinitialised=reinitialised, head_reset=reset_head
     )
 
 
+def frozen_flags(model, freeze_steps: int) -> list[bool] | None:
+    """Per trainable variable: frozen during the first `freeze_steps` steps (everything outside the head)."""
+    if freeze_steps <= 0:
+        return None
+    head = {id(v) for v in head_variables(model)}
+    if not head & {id(v) for v in model.trainable_variables}:
+        raise Yt8mError(f"{type(model).__name__}: its head has no trainable weights; `freeze_pooling_steps` would freeze it all")
+    return [id(v) not in head for v in model.trainable_variables]
+
+
+def _check_init_source(init_from: str | os.PathLike, train_dir: Path) -> None:
+    """A missing, broken or identical `init_from` fails before anything is written or deleted."""
+    if Path(init_from).resolve() == train_dir.resolve():
+        raise Yt8mError(f"{init_from}: `init_from` must be another train dir than `train_dir`")
+    bundle = ModelBundle.open(init_from)
+    if bundle.latest_checkpoint() is None:
+        raise Yt8mError(f"{init_from}: no checkpoint to initialise from (train a model there first)")
+
+
 def _check_train_dir(train_dir: Path, config: ModelConfig, start_new_model: bool) -> None:
-    path = config_path(train_dir)
+    """Refuse a train dir holding another model (unless it is to be replaced)."""
     if start_new_model:
-        clear_train_dir(train_dir)
         return
+    path = config_path(train_dir)
     if path.exists():
         saved = ModelConfig.load(path)
+        if saved.segments is None and config.segments == FINE_TUNE_SEGMENTS:
+            saved = replace(saved, segments=config.segments)  # fine-tuning on segments: the same network
         differences = saved.architecture_differences(config)
         if differences:
-            raise Yt8mError(
-                f"{path}: this train dir holds another model ({'; '.join(differences)}); "
-                "pass --start-new-model to replace it, or use another --train-dir"
-            )
+            raise Yt8mError(f"{path}: this train dir holds another model ({'; '.join(differences)}); {REPLACE_HINT}")
     elif latest_checkpoint(train_dir) is not None:
-        raise Yt8mError(f"{train_dir}: has checkpoints but no {CONFIG_FILENAME}; use another --train-dir")
+        raise Yt8mError(f"{train_dir}: has checkpoints but no {CONFIG_FILENAME}; use another `train_dir`")
+
+
+def find_label_map(train_data: str | Sequence[str]) -> Path | None:
+    """The label map `yt8m extract --labels-from-folders` saved next to the records, if exactly one."""
+    return vocabulary_find_label_map(train_data)
 
 
 def _resolve_label_names(
@@ -434,17 +411,17 @@ def _resolve_label_names(
     """The class names to keep in the train dir and where they came from ("given", "records", "train-dir", "init")."""
     names, origin, where = None, None, None
     if label_map is not None:
-        names, origin, where = _read_names(label_map), "given", Path(label_map)
+        names, origin, where = read_label_map(label_map), "given", Path(label_map)
     else:
         found = find_label_map(train_data)
+        own = train_dir_label_map(train_dir)
+        source = train_dir_label_map(init_from) if init_from is not None else None
         if found is not None:
-            names, origin, where = _read_names(found), "records", found
-        elif train_dir_label_map(train_dir) is not None:
-            names, origin, where = _read_names(train_dir / LABEL_MAP_FILENAME), "train-dir", train_dir / LABEL_MAP_FILENAME
-        elif init_from is not None and train_dir_label_map(init_from) is not None:
-            source_classes = ModelConfig.load(config_path(init_from)).num_classes
-            if source_classes == config.num_classes:
-                names, origin, where = _read_names(train_dir_label_map(init_from)), "init", train_dir_label_map(init_from)
+            names, origin, where = read_label_map(found), "records", found
+        elif own is not None:
+            names, origin, where = read_label_map(own), "train-dir", own
+        elif source is not None and ModelConfig.load(config_path(init_from)).num_classes == config.num_classes:
+            names, origin, where = read_label_map(source), "init", source
     if names is not None and len(names) != config.num_classes:
         if origin == "records":  # a stray map next to the records does not block training
             return None, None
@@ -452,66 +429,71 @@ def _resolve_label_names(
     return names, origin
 
 
-# ----------------------------------------------------------------------------- model plumbing
+# ----------------------------------------------------------------------------- devices
+
+
+_STRATEGIES: dict[tuple[str, ...] | None, Any] = {}
 
 
 def make_strategy(devices: Sequence[str] | None = None):
-    """MirroredStrategy over `devices` or over every visible GPU when there are several; else the default."""
-    tf = _tf()
-    if devices:
-        devices = list(devices)
-        if len(devices) == 1:
-            return tf.distribute.OneDeviceStrategy(devices[0])
-        return tf.distribute.MirroredStrategy(devices=devices)
-    if len(tf.config.list_logical_devices("GPU")) > 1:
-        return tf.distribute.MirroredStrategy()
-    return tf.distribute.get_strategy()
+    """The distribution strategy for `devices` (else every visible GPU when several), made once per process.
 
-
-def load_trained_model(train_dir: str | os.PathLike, checkpoint: str | None = None, use_ema: bool = True):
-    """Rebuild a train dir's model from config.json and restore a checkpoint (latest by default).
-
-    Returns `(model, config, step)`. With EMA enabled in the config the averaged weights are
-    loaded into the model unless `use_ema=False`.
+    TensorFlow's collective ops are keyed per strategy instance: a second MirroredStrategy over the
+    same devices in one process reuses the first one's keys, and a second model then fails with
+    mismatched shapes. So one strategy per device set is created and reused by every `train()`.
     """
-    tf = _tf()
-    config = ModelConfig.load(config_path(train_dir))
-    checkpoint = checkpoint or latest_checkpoint(train_dir)
-    if checkpoint is None:
-        raise Yt8mError(f"{train_dir}: no checkpoint to load (train a model there first)")
-    model = config.build()
-    objects: dict[str, Any] = {"model": model}
-    ema = None
-    if use_ema and config.training.ema_decay and _has_ema(checkpoint):
-        ema = weight_average(model.trainable_variables, config.training.ema_decay)
-        objects["ema"] = ema
-    try:
-        status = tf.train.Checkpoint(**objects).restore(checkpoint)
-        status.expect_partial()
-        status.assert_existing_objects_matched()
-    except (AssertionError, ValueError, tf.errors.OpError) as error:
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise Yt8mError(f"{checkpoint}: does not match {config_path(train_dir)} ({reason})") from None
-    if ema is not None:
-        ema.copy_to(model.trainable_variables)
-    return model, config, checkpoint_step(checkpoint)
+    tf = import_tensorflow_quietly()
+    key = tuple(devices) if devices else None
+    if key not in _STRATEGIES:
+        if key is not None and len(key) == 1:
+            _STRATEGIES[key] = tf.distribute.OneDeviceStrategy(key[0])
+        elif key is not None:
+            _STRATEGIES[key] = tf.distribute.MirroredStrategy(devices=list(key))
+        elif len(tf.config.list_logical_devices("GPU")) > 1:
+            _STRATEGIES[key] = tf.distribute.MirroredStrategy()
+        else:
+            _STRATEGIES[key] = tf.distribute.get_strategy()
+    return _STRATEGIES[key]
 
 
-def _has_ema(checkpoint: str) -> bool:
-    tf = _tf()
-    return any(name.startswith("ema/") for name, _ in tf.train.list_variables(checkpoint))
+def clip_gradients(gradients: list, clip_norm: float, mode: str = CLIP_PER_TENSOR) -> list:
+    """Clip gradient tensors to `clip_norm` (0: unchanged).
+
+    "per-tensor" clips each tensor to that L2 norm on its own (`tf.clip_by_norm`), as the starter's
+    `utils.clip_gradient_norms` and every seed's train.py; "global" scales them all by one factor
+    so that their joint norm is at most `clip_norm` (`tf.clip_by_global_norm`).
+    """
+    tf = import_tensorflow_quietly()
+    if clip_norm <= 0:
+        return list(gradients)
+    if mode == CLIP_GLOBAL:
+        return list(tf.clip_by_global_norm(gradients, clip_norm)[0])
+    if mode != CLIP_PER_TENSOR:
+        raise Yt8mError(f"clip_gradient_mode must be {CLIP_PER_TENSOR} or {CLIP_GLOBAL}, got {mode!r}")
+    return [tf.clip_by_norm(g, clip_norm) for g in gradients]
 
 
-def make_train_step(model, optimizer, strategy, settings, ema=None, frozen: Sequence[bool] | None = None, freeze_steps: int = 0):
+def make_train_step(
+    model,
+    optimizer,
+    strategy,
+    settings,
+    ema=None,
+    frozen: Sequence[bool] | None = None,
+    freeze_steps: int = 0,
+    distill_lambda: float | None = None,
+):
     """The compiled training step: `train_step(batch) -> (loss, predictions, labels)` (per replica).
 
     Each replica computes the starter's cross-entropy on its share of the global batch (scaled by
     the global batch size) plus `regularization_penalty` x the model's own losses; the gradients
-    are summed over replicas, clipped by their global norm and applied by Adam; the EMA follows.
+    are summed over replicas, clipped (`clip_gradients`) and applied by Adam; the EMA follows.
     `batch` holds `frames`, `num_frames`, `labels` and optionally `label_weights` [B, C].
     Variables flagged in `frozen` get no updates while the global step is below `freeze_steps`.
+    A batch carrying `teacher` probabilities (distillation) is scored with the 2018 first place's
+    `distillation_loss` (`distill_lambda` x CE(teacher) + (1 - lambda) x CE(labels)) instead.
     """
-    tf = _tf()
+    tf = import_tensorflow_quietly()
     replicas = strategy.num_replicas_in_sync
     frozen_flags = list(frozen) if (frozen is not None and freeze_steps > 0) else []
     label_weights = (
@@ -520,6 +502,7 @@ def make_train_step(model, optimizer, strategy, settings, ema=None, frozen: Sequ
     variables = model.trainable_variables
     penalty = float(settings.regularization_penalty)
     clip_norm = float(settings.clip_gradient_norm)
+    clip_mode = settings.clip_gradient_mode
 
     def replica_step(batch):
         context = tf.distribute.get_replica_context()
@@ -529,8 +512,14 @@ def make_train_step(model, optimizer, strategy, settings, ema=None, frozen: Sequ
         if "label_weights" in batch:  # per-example, per-class weights (segment labels)
             weights = batch["label_weights"] if weights is None else batch["label_weights"] * weights
         with tf.GradientTape() as tape:
-            predictions = model((batch["frames"], batch["num_frames"]), training=True)
-            per_example = cross_entropy(batch["labels"], predictions, weights)
+            # The labels let models add label losses of their own (MixNeXtVLAD's per-branch CE).
+            predictions = model(
+                (batch["frames"], batch["num_frames"]), training=True, labels=batch["labels"], label_weights=weights
+            )
+            if TEACHER in batch:
+                per_example = distillation_loss(batch["labels"], predictions, batch[TEACHER], distill_lambda, weights)
+            else:
+                per_example = cross_entropy(batch["labels"], predictions, weights)
             loss = tf.reduce_sum(per_example) / tf.maximum(global_count, 1.0)
             if model.losses:
                 loss = loss + penalty * tf.add_n([tf.cast(l, tf.float32) for l in model.losses]) / replicas
@@ -540,8 +529,7 @@ def make_train_step(model, optimizer, strategy, settings, ema=None, frozen: Sequ
         if any(frozen_flags):  # zero gradients keep Adam's fresh moments at zero: no update at all
             thawed = tf.cast(optimizer.iterations >= freeze_steps, tf.float32)
             gradients = [g * tf.cast(thawed, g.dtype) if flag else g for g, flag in zip(gradients, frozen_flags)]
-        if clip_norm > 0:
-            gradients, _ = tf.clip_by_global_norm(gradients, clip_norm)
+        gradients = clip_gradients(gradients, clip_norm, clip_mode)
         # Keras sums the gradients over replicas once more; hand each replica its share.
         optimizer.apply_gradients(zip([g / replicas for g in gradients], variables))
         if ema is not None:
@@ -558,8 +546,7 @@ def make_train_step(model, optimizer, strategy, settings, ema=None, frozen: Sequ
 
 def make_optimizer(settings):
     """Adam on the staircase-decayed learning rate (clipping is done by the train step)."""
-    import keras
-
+    keras = import_tensorflow_quietly().keras
     return keras.optimizers.Adam(learning_rate=learning_rate_schedule(settings))
 
 
@@ -568,14 +555,42 @@ def make_optimizer(settings):
 
 def record_feature_weights(data: str | Sequence[str]) -> str | None:
     """The `yt8m_weights` field of the first record of `data` (how its features were made), if any."""
-    from yt8m.classifier.records import iterate_raw_records, list_record_files, record_extras
-
     pattern = data if isinstance(data, str) else ",".join(str(part) for part in data)
     for path in list_record_files(pattern):
         for raw in iterate_raw_records(path):
             weights = record_extras(raw).get("weights")
             return str(weights) if weights else None
     return None
+
+
+def _restore(checkpoint_objects: dict[str, Any], path: str) -> set[str]:
+    """Restore a training checkpoint; returns which optional entries (EMA, input position) it held."""
+    tf = import_tensorflow_quietly()
+    names = [name for name, _ in tf.train.list_variables(path)]
+    held = {key for key in _OPTIONAL_STATE if any(name.startswith(f"{key}/") for name in names)}
+    required = {k: v for k, v in checkpoint_objects.items() if k not in _OPTIONAL_STATE}
+    status = tf.train.Checkpoint(**required).restore(path)
+    status.expect_partial()
+    status.assert_existing_objects_matched()
+    for key in held & set(checkpoint_objects):
+        tf.train.Checkpoint(**{key: checkpoint_objects[key]}).restore(path).expect_partial()
+    return held
+
+
+def _first_line(error: BaseException) -> str:
+    """The first line of an error's message (TensorFlow's run over many lines)."""
+    text = str(getattr(error, "message", None) or error).strip()
+    return text.splitlines()[0][:200] if text else type(error).__name__
+
+
+def _next_batch(iterator, source) -> Any:
+    """The next input batch, None at the end of the epoch; input errors become a Yt8mError naming the record.
+
+    Only errors raised while reading input are explained this way (a Python re-scan of the record
+    files); errors of the training step itself (out of memory, a model bug) are shown as themselves.
+    """
+    with source.reading():
+        return next(iterator, None)
 
 
 def train(
@@ -586,77 +601,107 @@ def train(
     start_new_model: bool = False,
     progress: Callable[[TrainProgress], None] | None = None,
     devices: Sequence[str] | None = None,
-    export: bool | str | os.PathLike = False,
+    strategy: Any = None,
     init_from: str | os.PathLike | None = None,
     freeze_pooling_steps: int = 0,
     label_map: str | os.PathLike | None = None,
+    distill: Distillation | None = None,
+    ema_from: str | os.PathLike | None = None,
+    ema_halflife: float = DEFAULT_EMA_HALFLIFE,
 ) -> TrainResult:
     """Train `config`'s model on the records matching `train_data`, checkpointing into `train_dir`.
 
     Fine-tuning: a new model starts from the weights of `init_from` (another train dir); when its
     label space differs (class count or class names) the classifier head is re-initialised and
-    the pooling layers kept; for the first `freeze_pooling_steps` steps only the head is trained.
+    the body kept; for the first `freeze_pooling_steps` steps only the head is trained.
     The class names (`label_map`, else one saved next to the records, else `init_from`'s when
     the classes are the same) are kept in the train dir as label_map.txt.
 
-    Stops after `max_steps` (global step, counting earlier runs) or `num_epochs` (counting earlier
-    runs); with neither it runs until interrupted (Ctrl-C saves a checkpoint first). `export=True`
-    writes a SavedModel to `train_dir/export` at the end (or to the given path).
-    """
-    from yt8m.classifier.metrics import gap, hit_at_one
-    from yt8m.classifier.readers import RecordSource
+    Everything is checked (records, `init_from`, the train dir, the label map) before anything
+    is written, and `start_new_model` clears the train dir only then. Stops after `max_steps`
+    (global step, counting earlier runs) or `num_epochs` (counting earlier runs); with neither it
+    runs until interrupted (Ctrl-C saves a checkpoint first). A resumed run continues the epoch
+    where the checkpoint left it (the input pipeline is deterministic for a given seed), and says
+    so in `resume_note`. `strategy` (else `make_strategy(devices)`) is reused across calls.
 
-    tf = _tf()
+    Compact models (the 2018 first place): `distill` trains a student on its labels and a
+    teacher's scores (`compact.distill`); `ema_from` runs the seed's EMA stage, a new train dir
+    seeded with another one's weights whose moving average of every weight (batch-norm statistics
+    included) uses decay 1 - 1/`ema_halflife`, without warm-up (`compact.ema`); `config` must
+    describe `ema_from`'s model (resolve it with `init_from=ema_from`).
+    """
+    tf = import_tensorflow_quietly()
+    train_dir = Path(train_dir)
+    if ema_from is not None:
+        if init_from is not None:
+            raise Yt8mError("`ema_from` and `init_from` cannot be combined: the EMA stage starts from `ema_from`'s weights")
+        config = ema_stage_config(config, check_ema_source(ema_from, train_dir, start_new_model), ema_halflife)
+        init_from = ema_from
     settings = config.training
     settings.validate(config.num_classes)
-    train_dir = Path(train_dir)
-    if config.segments:  # segment labels: one example per rated segment, with label weights
-        from yt8m.classifier.segments import segment_source
-
-        source = segment_source(train_data, config)
+    if distill is not None:  # batches also carry the teacher's probabilities
+        source = distill.source(train_data, config)
+    elif config.segments:  # segment labels: one example per rated segment, with label weights
+        check_segment_labels(train_data)
+        source = segment_source(train_data, config, for_training=True)
     else:
-        source = RecordSource(train_data, config.feature_spec, config.num_classes, video_level=config.video_level)
+        source = RecordSource.for_model(train_data, config)
+    if init_from is not None:
+        _check_init_source(init_from, train_dir)
     _check_train_dir(train_dir, config, start_new_model)
+    saved_path_config = config_path(train_dir)
+    to_segments = (  # a video train dir continuing on segment labels (the 9th place's fine-tuning)
+        config.segments is not None
+        and not start_new_model
+        and saved_path_config.exists()
+        and ModelConfig.load(saved_path_config).segments is None
+    )
     if config.feature_weights is None:
         config = replace(config, feature_weights=record_feature_weights(train_data))
     label_names, label_source = _resolve_label_names(train_data, train_dir, config, init_from, label_map)
-    if init_from is not None and Path(init_from).resolve() == train_dir.resolve():
-        raise Yt8mError(f"{init_from}: --init-from must be another train dir than --train-dir")
-    if init_from is not None:
-        ModelConfig.load(config_path(init_from))  # a missing or broken source fails before anything is written
+    bundle = ModelBundle(train_dir, config)
+    if start_new_model:  # only now, with every input checked
+        bundle.clear()
     train_dir.mkdir(parents=True, exist_ok=True)
 
-    strategy = make_strategy(devices)
+    strategy = strategy if strategy is not None else make_strategy(devices)
     replicas = strategy.num_replicas_in_sync
 
     with strategy.scope():
-        model = config.build()  # build_model creates every weight
+        model = bundle.build_model()  # build_model creates every weight
         optimizer = make_optimizer(settings)
         optimizer.build(model.trainable_variables)
-        ema = weight_average(model.trainable_variables, settings.ema_decay) if settings.ema_decay else None
-        epochs_done = tf.Variable(0, dtype=tf.int64, trainable=False, aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
-    objects: dict[str, Any] = {"model": model, "optimizer": optimizer, "epochs": epochs_done}
+        ema = training_average(model, config)  # the EMA stage's covers every weight, else the trainable ones
+        counter = dict(trainable=False, dtype=tf.int64, aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
+        epochs_done = tf.Variable(0, **counter)
+        position = tf.Variable(0, **counter)  # batches trained in the current epoch
+    objects: dict[str, Any] = {"model": model, "optimizer": optimizer, "epochs": epochs_done, "position": position}
     if ema is not None:
         objects["ema"] = ema
     checkpoint = tf.train.Checkpoint(**objects)
     manager = tf.train.CheckpointManager(
         checkpoint, str(train_dir), max_to_keep=settings.keep_checkpoints, checkpoint_name=CHECKPOINT_PREFIX
     )
+    resume_note: str | None = None
     if manager.latest_checkpoint:
-        status = checkpoint.restore(manager.latest_checkpoint)
-        status.expect_partial()
-        try:
-            status.assert_existing_objects_matched()
-        except AssertionError:
-            if ema is None or _has_ema(manager.latest_checkpoint):
-                raise
-        if ema is not None and not _has_ema(manager.latest_checkpoint):
+        held = _restore(objects, manager.latest_checkpoint)
+        if ema is not None and "ema" not in held:
             ema.reset(model.trainable_variables)  # EMA switched on for a model trained without it
+        if "position" not in held:
+            resume_note = "the checkpoint holds no input position: the current epoch starts over"
+        elif int(position.numpy()):
+            resume_note = f"continuing epoch {int(epochs_done.numpy()) + 1} after its first {int(position.numpy())} batches"
+        if to_segments:  # new data: its first epoch starts at its first batch
+            position.assign(0)
+            resume_note = (
+                f"continuing on segment labels from step {int(optimizer.iterations.numpy())} "
+                "(weights, optimizer state and learning-rate schedule kept)"
+            )
     init_report: InitReport | None = None
     if init_from is not None and not manager.latest_checkpoint:  # resuming keeps the trained weights
-        source_names = _read_names(train_dir_label_map(init_from)) if train_dir_label_map(init_from) else None
-        source_classes = ModelConfig.load(config_path(init_from)).num_classes
-        reset_head = source_classes != config.num_classes or (
+        source_bundle = ModelBundle.open(init_from)
+        source_names = source_bundle.label_names() if source_bundle.label_map_path else None
+        reset_head = source_bundle.config.num_classes != config.num_classes or (
             label_source != "init" and label_names is not None and label_names != source_names
         )
         init_report = initialise_from(model, config, init_from, reset_head=reset_head)
@@ -664,10 +709,19 @@ def train(
             ema.reset(model.trainable_variables)
     start_step = int(optimizer.iterations.numpy())
     start_epoch = int(epochs_done.numpy())
+    skip = int(position.numpy())
 
-    head = {id(v) for v in head_variables(model)}
-    frozen = [id(v) not in head for v in model.trainable_variables] if freeze_pooling_steps > 0 else None
-    train_step = make_train_step(model, optimizer, strategy, settings, ema, frozen=frozen, freeze_steps=freeze_pooling_steps)
+    frozen = frozen_flags(model, freeze_pooling_steps)
+    train_step = make_train_step(
+        model,
+        optimizer,
+        strategy,
+        settings,
+        ema,
+        frozen=frozen,
+        freeze_steps=freeze_pooling_steps,
+        distill_lambda=distill.lambda_ if distill is not None else None,
+    )
 
     logs = ScalarLog(train_dir / LOG_DIR / TRAIN_LOG)
     schedule = learning_rate_schedule(settings)
@@ -679,7 +733,6 @@ def train(
     last_save_time = time.monotonic()
     window_start = time.monotonic()
     window_examples = 0
-    epoch = start_epoch
 
     def finished() -> bool:
         return settings.max_steps is not None and step >= settings.max_steps
@@ -688,17 +741,32 @@ def train(
         parts = strategy.experimental_local_results(values)
         return np.concatenate([np.asarray(p) for p in parts], axis=0)
 
-    saved_epochs = start_epoch
+    saved_state = (start_epoch, skip)
+    latest_loss = None  # the last step's loss tensor: checked before anything is saved
+
+    def check_finite(value: float) -> None:
+        """A diverged run stops without saving: the last good checkpoint stays the latest."""
+        if not math.isfinite(value):
+            kept = f"the last good checkpoint {saved_path} is kept" if saved_path else "no checkpoint was saved"
+            raise Yt8mError(
+                f"{train_dir}: the loss is {value} at step {step} (training diverged); {kept}; "
+                "lower `base_learning_rate` or check the inputs, then train again to resume"
+            )
 
     def save() -> str:
-        nonlocal last_saved, last_save_time, saved_epochs
-        config.save(train_dir)  # written with the first checkpoint, so a failed start leaves nothing
-        if label_names is not None:
-            from yt8m.classifier.vocabulary import save_label_map
-
-            save_label_map(train_dir / LABEL_MAP_FILENAME, label_names)
-        path = manager.save(checkpoint_number=step)
-        last_saved, last_save_time, saved_epochs = step, time.monotonic(), int(epochs_done.numpy())
+        nonlocal last_saved, last_save_time, saved_state
+        if latest_loss is not None:
+            check_finite(float(np.asarray(strategy.experimental_local_results(latest_loss)[0])))
+        try:
+            bundle.save_config()  # written with the first checkpoint, so a failed start leaves nothing
+            if label_names is not None:
+                bundle.write_label_names(label_names)
+            path = manager.save(checkpoint_number=step)  # TensorFlow writes it under temporary names, then renames
+        except (OSError, tf.errors.OpError) as error:
+            kept = f"the last checkpoint {saved_path} is kept" if saved_path else "no checkpoint was saved"
+            raise Yt8mError(f"{train_dir}: cannot save a checkpoint ({_first_line(error)}; is the disk full?); {kept}") from None
+        last_saved, last_save_time = step, time.monotonic()
+        saved_state = (int(epochs_done.numpy()), int(position.numpy()))
         return path
 
     saved_path: str | None = manager.latest_checkpoint
@@ -714,55 +782,64 @@ def train(
                 shuffle_buffer=settings.shuffle_buffer,
                 drop_remainder=replicas > 1,
                 include_ids=False,
+                deterministic=True,  # the same order for a seed: a resumed epoch skips what was trained
             )
-            steps_this_epoch = 0
+            if skip:
+                dataset = dataset.skip(skip)
+            position.assign(skip)
+            steps_this_epoch, skip = int(position.numpy()), 0
             epoch_complete = False
-            with source.reading():
-                for batch in strategy.experimental_distribute_dataset(dataset):
-                    loss, predictions, labels = train_step(batch)
-                    step += 1
-                    steps_this_epoch += 1
-                    count = int(sum(np.shape(p)[0] for p in strategy.experimental_local_results(labels)))
-                    examples += count
-                    window_examples += count
-                    if step % settings.log_every_steps == 0 or finished():
-                        now = time.monotonic()
-                        scores, truth = local(predictions), local(labels)
-                        # every replica holds the same all-reduced loss
-                        loss_value = float(np.asarray(strategy.experimental_local_results(loss)[0]))
-                        last = TrainProgress(
-                            step=step,
-                            epoch=epoch,
-                            examples=examples,
-                            examples_per_second=window_examples / max(now - window_start, 1e-9),
-                            loss=loss_value,
-                            hit_at_one=hit_at_one(scores, truth),
-                            gap=gap(scores, truth),
-                            learning_rate=float(schedule(step - 1)),
-                        )
-                        history.append(last)
-                        logs.write(
-                            step,
-                            {
-                                "loss": last.loss,
-                                "hit_at_one": last.hit_at_one,
-                                "gap": last.gap,
-                                "learning_rate": last.learning_rate,
-                                "examples_per_second": last.examples_per_second,
-                            },
-                        )
-                        if progress is not None:
-                            progress(last)
-                        window_start, window_examples = time.monotonic(), 0
-                    if (
-                        step - last_saved >= settings.checkpoint_every_steps
-                        or time.monotonic() - last_save_time >= CHECKPOINT_EVERY_SECONDS
-                    ):
-                        saved_path = save()
-                    if finished():
-                        break
-                else:
+            iterator = iter(strategy.experimental_distribute_dataset(dataset))
+            while True:
+                batch = _next_batch(iterator, source)
+                if batch is None:
                     epoch_complete = True
+                    break
+                loss, predictions, labels = train_step(batch)
+                latest_loss = loss
+                step += 1
+                steps_this_epoch += 1
+                position.assign(steps_this_epoch)
+                count = int(sum(np.shape(p)[0] for p in strategy.experimental_local_results(labels)))
+                examples += count
+                window_examples += count
+                if step % settings.log_every_steps == 0 or finished():
+                    now = time.monotonic()
+                    scores, truth = local(predictions), local(labels)
+                    # every replica holds the same all-reduced loss
+                    loss_value = float(np.asarray(strategy.experimental_local_results(loss)[0]))
+                    check_finite(loss_value)
+                    last = TrainProgress(
+                        step=step,
+                        epoch=epoch,
+                        examples=examples,
+                        examples_per_second=window_examples / max(now - window_start, 1e-9),
+                        loss=loss_value,
+                        hit_at_one=hit_at_one(scores, truth),
+                        gap=gap(scores, truth),
+                        learning_rate=float(schedule(step - 1)),
+                    )
+                    history.append(last)
+                    logs.write(
+                        step,
+                        {
+                            "loss": last.loss,
+                            "hit_at_one": last.hit_at_one,
+                            "gap": last.gap,
+                            "learning_rate": last.learning_rate,
+                            "examples_per_second": last.examples_per_second,
+                        },
+                    )
+                    if progress is not None:
+                        progress(last)
+                    window_start, window_examples = time.monotonic(), 0
+                if finished():
+                    break
+                if (
+                    step - last_saved >= settings.checkpoint_every_steps
+                    or time.monotonic() - last_save_time >= CHECKPOINT_EVERY_SECONDS
+                ):
+                    saved_path = save()
             if steps_this_epoch == 0:
                 raise Yt8mError(
                     f"{train_data}: no training batches (fewer records than one batch of {settings.batch_size} "
@@ -770,15 +847,25 @@ def train(
                 )
             if epoch_complete:
                 epochs_done.assign(epoch + 1)
-    except KeyboardInterrupt:
-        if step > last_saved:
-            save()
+                position.assign(0)
+    except KeyboardInterrupt as interrupt:  # Ctrl-C, or SIGTERM as the CLI's `Terminated`
+        try:
+            if step > last_saved:
+                saved_path = save()
+        finally:
+            logs.close()
+        where = f"checkpoint {saved_path} (step {last_saved})" if saved_path else "no checkpoint yet"
+        interrupt.add_note(f"{train_dir}: interrupted at step {step}; {where}; {RESUME_HINT}")
+        raise
+    except BaseException:
         logs.close()
         raise
-    if step > last_saved or saved_path is None or int(epochs_done.numpy()) != saved_epochs:
-        saved_path = save()
-    logs.close()
-    result = TrainResult(
+    try:
+        if step > last_saved or saved_path is None or (int(epochs_done.numpy()), int(position.numpy())) != saved_state:
+            saved_path = save()
+    finally:
+        logs.close()
+    return TrainResult(
         config=config,
         train_dir=train_dir,
         start_step=start_step,
@@ -788,11 +875,5 @@ def train(
         last=last,
         history=history,
         init=init_report,
+        resume_note=resume_note,
     )
-    if export:
-        from yt8m.classifier.export import export_model
-
-        target = train_dir / EXPORT_DIR if export is True else Path(export)
-        result.export_dir = export_model(train_dir, target, overwrite=True)
-    return result
-

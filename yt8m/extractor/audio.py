@@ -3,6 +3,9 @@
 Decoding: the first audio stream, resampled to 16 kHz float32 by FFmpeg's resampler
 (`av.AudioResampler`, streaming, keeping the source channel layout), then the channels are
 averaged to mono (VGGish and MediaPipe average; FFmpeg's own down-mix would weight by 1/sqrt(2)).
+Packets are decoded one by one: a damaged one becomes silence of its duration (measured by the
+next good frame's timestamp, in whole codec frames), the rest stays aligned, and one warning
+names the file and the seconds; only a stream of which nothing decodes is an error.
 In-memory waveforms at another rate are resampled with `scipy.signal.resample_poly` (polyphase,
 Kaiser window; VGGish itself uses resampy's band-limited sinc, so results differ from it by a
 small filter difference, not in timing).
@@ -34,13 +37,16 @@ from __future__ import annotations
 import functools
 import math
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from fractions import Fraction
 from pathlib import Path
 
+import av
 import numpy as np
+from scipy.sparse import csr_matrix
 
 from yt8m.core import Yt8mError
+from yt8m.extractor import video as video_lib
 
 SAMPLE_RATE = 16000
 STFT_WINDOW_SECONDS = 0.025
@@ -61,6 +67,8 @@ VGGISH_HOP_SECONDS = 0.96
 MEDIAPIPE_HOP_SECONDS = 1.0
 EXAMPLES_PER_BLOCK = 32  # examples computed together (bounds the temporary [K, 96, 400] array)
 SILENCE_LOG_MEL = float(np.log(LOG_OFFSET))  # log-mel value of digital silence
+# What to do when a file's audio cannot be decoded at all: its pictures can still be extracted.
+NO_AUDIO_HINT = "extract it without audio (audio=False, --no-audio) to keep the video's rgb features"
 # Audio starting within this of the video's first frame counts as aligned (AAC priming etc.).
 ALIGN_TOLERANCE_SECONDS = 0.005
 
@@ -97,8 +105,6 @@ def _mel_projection():
     Sparse and single-threaded on purpose: a dense matmul this small goes through OpenBLAS'
     thread pool, whose wake-up costs milliseconds per call on a busy CPU (25x the work itself).
     """
-    from scipy.sparse import csr_matrix  # scipy comes with scikit-learn
-
     return csr_matrix(mel_matrix().T)
 
 
@@ -223,7 +229,8 @@ def resample(waveform: np.ndarray, sample_rate: int, target_rate: int = SAMPLE_R
         return np.asarray(waveform, dtype=np.float32)
     if sample_rate <= 0:
         raise Yt8mError(f"sample rate must be > 0, got {sample_rate}")
-    from scipy.signal import resample_poly  # lazy: scipy is only needed for in-memory resampling
+    # Imported here: scipy.signal costs ~0.8 s of start-up and files never need it (FFmpeg resamples).
+    from scipy.signal import resample_poly
 
     ratio = Fraction(int(target_rate), int(sample_rate))
     return resample_poly(np.asarray(waveform, dtype=np.float64), ratio.numerator, ratio.denominator).astype(np.float32)
@@ -259,8 +266,6 @@ def pad_examples(examples: np.ndarray, count: int) -> np.ndarray:
 
 
 def _open_container(path: Path):
-    import av  # lazy: PyAV is only needed when files are decoded
-
     if not path.exists():
         raise Yt8mError(f"{path}: no such file")
     try:
@@ -313,38 +318,152 @@ class _Aligner:
         return samples
 
 
-def iter_waveform(path: str | os.PathLike, align_to_video: bool = True) -> Iterator[np.ndarray]:
+def _silence_like(frame, samples: int):
+    """An audio frame of `samples` zeros in `frame`'s format, layout and rate (fills a damaged span)."""
+    silent = av.AudioFrame(format=frame.format.name, layout=frame.layout.name, samples=samples)
+    for plane in silent.planes:
+        plane.update(bytes(plane.buffer_size))
+    silent.sample_rate = frame.sample_rate
+    return silent
+
+
+class _MonoResampler:
+    """FFmpeg's resampler to 16 kHz, rebuilt when the source format changes mid-stream."""
+
+    def __init__(self) -> None:
+        self._resampler = None
+        self._key: tuple | None = None
+
+    def _drain(self) -> Iterator[np.ndarray]:
+        if self._resampler is not None:
+            for out in self._resampler.resample(None):
+                yield out.to_ndarray().mean(axis=0, dtype=np.float32)
+
+    def push(self, frame) -> Iterator[np.ndarray]:
+        key = (frame.format.name, frame.layout.name, frame.sample_rate)
+        if key != self._key:
+            yield from self._drain()
+            self._resampler = av.AudioResampler(format="fltp", layout=frame.layout.name, rate=SAMPLE_RATE)
+            self._key = key
+        for out in self._resampler.resample(frame):
+            yield out.to_ndarray().mean(axis=0, dtype=np.float32)
+
+    def finish(self) -> Iterator[np.ndarray]:
+        yield from self._drain()
+        self._resampler = None
+
+
+def _missing_samples(seconds: float, rate: int, unit: int) -> int:
+    """Samples lost (> 0) or decoded twice (< 0) between two frames after damage: a whole number
+    of frames where frames have one size (AAC 1024, MP2 1152, AC-3 1536), since container
+    timestamps are often rounded (Matroska: to the millisecond)."""
+    samples = seconds * rate
+    if unit > 0 and abs(samples) >= unit / 2:
+        return int(round(samples / unit)) * unit
+    return int(round(samples)) if abs(samples) >= unit / 2 else 0
+
+
+def _packet_span(packet, stream) -> tuple[float, float] | None:
+    time_base = packet.time_base or stream.time_base
+    if packet.pts is None or time_base is None:
+        return None
+    start = float(packet.pts * time_base)
+    return start, start + float((packet.duration or 0) * time_base)
+
+
+def iter_waveform(
+    path: str | os.PathLike, align_to_video: bool = True, on_warning: Callable[[str], None] | None = None
+) -> Iterator[np.ndarray]:
     """Stream the first audio stream as mono float32 chunks at 16 kHz (Yt8mError when none).
 
     With `align_to_video`, an audio stream that starts after (before) the first video stream is
     padded with silence (trimmed), so that sample 0 is at the frames' t = 0.
+    Damage: packets are decoded one by one; one that does not decode is skipped and its time is
+    filled with silence (from the timestamps of the next good frame), so the rest stays aligned.
+    The spans affected are reported once, through `on_warning` (else Python's warnings, as
+    `DecodeWarning`). Only when no audio at all decodes is it an error, which says that extracting
+    without audio keeps the video's rgb features.
     """
-    import av
-
     path = Path(path)
     container = _open_container(path)
+    damaged: list[tuple[float, float]] = []
+    decoded_any = False
     try:
         if not container.streams.audio:
             raise Yt8mError(f"{path}: has no audio stream")
         stream = container.streams.audio[0]
+        codec = video_lib.codec_name(stream)
+        problem = video_lib.decoder_problem(stream)
+        if problem is not None:
+            raise Yt8mError(f"{path}: audio {problem}; {NO_AUDIO_HINT}")
         video_start = _video_start(container) if align_to_video else None
-        resampler = None
+        resampler = _MonoResampler()
         align = None
-        try:
-            for frame in container.decode(stream):
-                if resampler is None:
-                    resampler = av.AudioResampler(format="fltp", layout=frame.layout.name, rate=SAMPLE_RATE)
+        position = None  # source time (s) where the audio decoded so far ends
+        pending_gap = False  # a packet was lost since the last good frame
+        unit = 0  # samples per frame of the last good frame (codecs with fixed frame sizes)
+        established: tuple[int, str] | None = None  # (sample rate, layout) of the first good frame
+        last_error = ""
+        packets = container.demux(stream)
+        while True:
+            try:
+                packet = next(packets)
+            except StopIteration:
+                break
+            except av.FFmpegError as error:  # the demuxer cannot go on: the rest is lost
+                last_error = _reason(error)
+                damaged.append((position or 0.0, position or 0.0))
+                break
+            try:
+                frames = packet.decode()
+            except av.FFmpegError as error:
+                last_error = _reason(error)
+                span = _packet_span(packet, stream)
+                damaged.append(span if span is not None else (position or 0.0, position or 0.0))
+                pending_gap = True
+                continue
+            for frame in frames:
+                shape = (frame.sample_rate, frame.layout.name)
+                if pending_gap and established is not None and shape != established:
+                    # right after damage, a frame in another format is the decoder misreading
+                    # garbage as a header (MP2: 11025 Hz for a 48 kHz stream): damaged too
+                    start = frame.time if frame.time is not None else (position or 0.0)
+                    damaged.append((start, start + frame.samples / established[0]))
+                    continue
+                if established is None:
+                    established = shape
+                if align is None:
                     offset = 0.0 if (video_start is None or frame.time is None) else frame.time - video_start
                     align = _Aligner(offset)
-                for out in resampler.resample(frame):
-                    yield align(out.to_ndarray().mean(axis=0, dtype=np.float32))
-            if resampler is not None:
-                for out in resampler.resample(None):
-                    yield align(out.to_ndarray().mean(axis=0, dtype=np.float32))
-        except av.FFmpegError as error:
-            raise Yt8mError(f"{path}: audio could not be decoded, corrupt or truncated file ({_reason(error)})") from None
+                elif pending_gap and frame.time is not None and position is not None:
+                    missing = _missing_samples(frame.time - position, frame.sample_rate, unit)
+                    if missing > 0:  # the lost packets' time: silence
+                        for chunk in resampler.push(_silence_like(frame, missing)):
+                            yield align(chunk)
+                    elif missing < 0:  # garbage that decoded as sound: drop as much of what follows
+                        align.cut += int(round(-missing * SAMPLE_RATE / frame.sample_rate))
+                pending_gap = False
+                decoded_any = True
+                unit = frame.samples
+                if frame.time is not None:
+                    position = frame.time + frame.samples / frame.sample_rate
+                for chunk in resampler.push(frame):
+                    yield align(chunk)
+        for chunk in resampler.finish():
+            yield align(chunk)
+        if damaged and not decoded_any:
+            raise Yt8mError(
+                f"{path}: no audio could be decoded ({codec!r} stream damaged or unsupported: {last_error}); "
+                f"{NO_AUDIO_HINT}"
+            )
     finally:
         container.close()
+        if damaged and decoded_any:
+            seconds = video_lib.describe_spans([span for span in damaged])
+            video_lib.emit_warning(
+                f"{path}: {len(damaged)} damaged audio packet(s) at {seconds}: that audio is silence",
+                on_warning,
+            )
 
 
 def read_waveform(path: str | os.PathLike) -> np.ndarray:
@@ -354,10 +473,16 @@ def read_waveform(path: str | os.PathLike) -> np.ndarray:
 
 
 def iter_audio_examples(
-    path: str | os.PathLike, hop_seconds: float = MEDIAPIPE_HOP_SECONDS, pad_final: bool | None = None
+    path: str | os.PathLike,
+    hop_seconds: float = MEDIAPIPE_HOP_SECONDS,
+    pad_final: bool | None = None,
+    on_warning: Callable[[str], None] | None = None,
 ) -> Iterator[np.ndarray]:
-    """Stream a file's log-mel examples [96, 64], one at a time, decoding only as far as consumed."""
+    """Stream a file's log-mel examples [96, 64], one at a time, decoding only as far as consumed.
+
+    Damaged packets become silence and are reported through `on_warning` (see `iter_waveform`).
+    """
     framer = LogMelFramer(hop_seconds, pad_final)
-    for chunk in iter_waveform(path):
+    for chunk in iter_waveform(path, on_warning=on_warning):
         yield from framer.push(chunk)
     yield from framer.finish()

@@ -2,11 +2,14 @@
 
 Decode threads (`workers`) each take one video at a time and stream its sampled frames, together
 with the matching log-mel audio example (example k starts at frame k's target time k / fps), into
-a bounded queue. The calling thread runs the networks: frames are batched ACROSS videos
-(`batch_size`, grouped by frame size since a batch needs one shape), so short clips still fill
-batches, and decoding the next frames overlaps with inference. Memory is bounded by the queue
-and the batches, never by the length of a video: frames are dropped once the network has seen
-them, and a video keeps only its quantized rows (1152 bytes per second).
+a queue bounded by bytes (`QUEUE_BYTES`). Each sampled frame is resized to the network input in
+the decode thread, with the network's own resize op (`Backbone.prepare`: for the 2015 graph its
+`ResizeBilinear`), so a queued frame weighs the same (299 x 299 x 3 floats) whatever the video's
+size and memory is bounded by the batch, not by the frame size. The calling thread runs the
+networks: frames are batched ACROSS videos (`batch_size`), so short clips still fill batches, and
+decoding the next frames overlaps with inference. Memory never grows with the length of a video
+either: frames are dropped once the network has seen them, and a video keeps only its quantized
+rows (1152 bytes per second).
 
 Per frame: Inception-v3 -> PCA -> quantize (`rgb`); VGGish -> PCA -> quantize (`audio`). `rgb`
 and `audio` always have one row per sampled frame: audio examples beyond the end of the audio
@@ -20,7 +23,7 @@ frame features rather than of their bytes); with no audio `mean_audio` is zeros.
 
 Each record's extras: `weights` (the backbone weights kind), `yt8m_compatible` (1 only for the
 official networks and PCA), `audio_missing`, `audio` (present / missing / disabled),
-`sampling` and `fps`. A file that fails (unreadable, not a video, truncated, no frames, broken
+`sampling` and `fps`. A video cut by `max_frames` is marked `capped` in its result. A file that fails (unreadable, not a video, truncated, no frames, broken
 audio) becomes an `ExtractResult` with a one-line `error` naming it; the others go on. The
 library prints nothing: pass a `progress` callback.
 """
@@ -28,6 +31,7 @@ library prints nothing: pass a `progress` callback.
 from __future__ import annotations
 
 import itertools
+import math
 import queue
 import threading
 import time
@@ -38,30 +42,23 @@ from typing import Any
 
 import numpy as np
 
-from yt8m.core import MAX_FRAMES, VideoFeatures, Yt8mError
+from yt8m.core import AUDIO_SIZE, MAX_FRAMES, VideoFeatures, Yt8mError
 from yt8m.extractor import audio as audio_lib
 from yt8m.extractor import video as video_lib
+from yt8m.extractor.inputs import VideoInput, collect_videos  # noqa: F401 - VideoInput is part of this API
 from yt8m.pca.quantization import NEUTRAL_BYTE, quantize
 
 DEFAULT_BATCH_SIZE = 32
 DEFAULT_WORKERS = 1
-# Decoded frames waiting for the networks: this many batches at most. With the batch being
-# assembled and the one running, about 3 x batch_size frames are in memory at once.
-QUEUE_BATCHES = 1
+# Decoded (and resized) frames waiting for the networks: at most QUEUE_BYTES of them (one message
+# always fits), about 40 network inputs of 299 x 299 x 3 floats. With the batch being assembled
+# and the one running, about 3 x batch_size network inputs are in memory at once.
+QUEUE_BYTES = 48 * 1024 * 1024
 PENDING_BATCHES = 2  # frames held across shape groups before the largest group is run anyway
 POLL_SECONDS = 0.1  # how often a blocked decode thread checks whether it should stop
 AUDIO_PRESENT = "present"
 AUDIO_MISSING = "missing"
 AUDIO_DISABLED = "disabled"
-
-
-@dataclass(frozen=True)
-class VideoInput:
-    """One file to extract, the record id it gets and its class indices."""
-
-    path: Path
-    video_id: str
-    labels: tuple[int, ...] = ()
 
 
 @dataclass
@@ -74,6 +71,8 @@ class ExtractResult:
     frames: int = 0
     seconds: float = 0.0  # seconds of video covered by the sampled frames (frames / fps)
     audio: str = ""  # AUDIO_PRESENT / AUDIO_MISSING / AUDIO_DISABLED
+    capped: bool = False  # max_frames cut the video: frames beyond it were not extracted
+    warnings: list[str] = field(default_factory=list)  # decode problems that did not stop it (named)
 
     @property
     def ok(self) -> bool:
@@ -101,6 +100,7 @@ class ExtractStats:
     postprocess_seconds: float = 0.0  # PCA + quantization
     waiting_seconds: float = 0.0  # the network thread waiting for decoded frames
     wall_seconds: float = 0.0
+    first_input_time: float | None = None  # time.time() when the first batch entered a network (start-up)
 
 
 # ----------------------------------------------------------------------------- messages
@@ -125,6 +125,8 @@ class _End:
     slot: int
     frames: int
     audio: str
+    capped: bool = False
+    warnings: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -142,6 +144,34 @@ class _WorkerDone:
     pass
 
 
+def _message_bytes(message: Any) -> int:
+    """What a message weighs in the queue (at least 1, so that the queue counts every message)."""
+    if isinstance(message, _Frame):
+        extra = message.log_mel.nbytes if message.log_mel is not None else 0
+        return max(1, int(message.image.nbytes) + int(extra))
+    return 1
+
+
+class _ByteBoundedQueue(queue.Queue):
+    """A `queue.Queue` whose `maxsize` is a number of bytes: `put` waits while it holds that many."""
+
+    def _init(self, maxsize: int) -> None:
+        super()._init(maxsize)
+        self._bytes = 0
+
+    def _qsize(self) -> int:
+        return self._bytes
+
+    def _put(self, item: Any) -> None:
+        super()._put(item)
+        self._bytes += _message_bytes(item)
+
+    def _get(self) -> Any:
+        item = super()._get()
+        self._bytes -= _message_bytes(item)
+        return item
+
+
 class _Stopped(Exception):
     """Raised inside a decode thread when the consumer has gone away."""
 
@@ -156,6 +186,8 @@ class _VideoState:
     missing: int = 0  # frames whose network outputs are still to come
     frames: int | None = None  # known once the decoder has finished
     audio_state: str = ""
+    capped: bool = False
+    warnings: list[str] = field(default_factory=list)
     error: str | None = None
 
     def complete(self) -> bool:
@@ -167,13 +199,27 @@ def _grow(rows: list, index: int) -> None:
         rows.extend([None] * (index + 1 - len(rows)))
 
 
+def check_options(fps: float, max_frames: int, batch_size: int, workers: int) -> None:
+    """Yt8mError naming the first bad parameter, before any work."""
+    if not (fps > 0 and math.isfinite(fps)):
+        raise Yt8mError(f"fps must be a finite number > 0, got {fps}")
+    if max_frames < 0:
+        raise Yt8mError(f"max_frames must be >= 0 (0 = no limit), got {max_frames}")
+    if batch_size < 1:
+        raise Yt8mError(f"batch_size must be >= 1, got {batch_size}")
+    if workers < 1:
+        raise Yt8mError(f"workers must be >= 1, got {workers}")
+
+
 class FeatureExtractor:
     """Extract YT8M frame features from video files with the given `FeatureModels`.
 
     `fps` frames per second are sampled by `sampling` (`mediapipe` or `legacy`, see
     yt8m.extractor.video), at most `max_frames` per video (0 = all). `audio=False` (or models
     without VGGish) writes neutral audio rows. `batch_size` frames go through the networks at
-    once; `workers` threads decode videos.
+    once; `workers` threads decode videos. `on_frame(item, index, image)`, when given, sees each
+    sampled RGB frame that goes to the networks, in its decode thread (e.g. to keep thumbnails
+    without decoding the video again).
     """
 
     def __init__(
@@ -185,15 +231,9 @@ class FeatureExtractor:
         audio: bool = True,
         batch_size: int = DEFAULT_BATCH_SIZE,
         workers: int = DEFAULT_WORKERS,
+        on_frame: Callable[[VideoInput, int, np.ndarray], None] | None = None,
     ) -> None:
-        if not (fps > 0):
-            raise Yt8mError(f"--fps must be > 0, got {fps}")
-        if max_frames < 0:
-            raise Yt8mError(f"--max-frames must be >= 0 (0 = no limit), got {max_frames}")
-        if batch_size < 1:
-            raise Yt8mError(f"--batch-size must be >= 1, got {batch_size}")
-        if workers < 1:
-            raise Yt8mError(f"--workers must be >= 1, got {workers}")
+        check_options(fps, max_frames, batch_size, workers)
         self.models = models
         self.fps = float(fps)
         self.max_frames = int(max_frames)
@@ -205,12 +245,19 @@ class FeatureExtractor:
         self.batch_size = int(batch_size)
         self.workers = int(workers)
         self.stats = ExtractStats()
+        self.on_frame = on_frame
 
     # ------------------------------------------------------------------ decode threads
 
     def _decode_video(self, slot: int, item: VideoInput, put: Callable[[Any], None]) -> None:
-        """Stream one video's frames (+ audio examples) into the queue; errors become `_Failed`."""
-        frames = video_lib.iter_frames(item.path, self.fps, self.sampling, self.max_frames)
+        """Stream one video's frames (+ audio examples) into the queue; errors become `_Failed`.
+
+        One frame beyond `max_frames` is asked for: if it comes, the video is capped (and that
+        frame is not used).
+        """
+        limit = self.max_frames + 1 if self.max_frames else 0
+        warnings: list[str] = []  # damaged packets the decoders got past, one line each
+        frames = video_lib.iter_frames(item.path, self.fps, self.sampling, limit, on_warning=warnings.append)
         examples: Iterator[np.ndarray] | None = None
         try:
             try:
@@ -219,12 +266,20 @@ class FeatureExtractor:
                 raise Yt8mError(f"{item.path}: no video frames could be decoded") from None
             state = AUDIO_DISABLED
             if self.audio_enabled:
-                state = AUDIO_PRESENT if audio_lib.has_audio(item.path) else AUDIO_MISSING
+                known = item.has_audio
+                has_audio = audio_lib.has_audio(item.path) if known is None else known
+                state = AUDIO_PRESENT if has_audio else AUDIO_MISSING
             if state == AUDIO_PRESENT:
-                examples = audio_lib.iter_audio_examples(item.path, hop_seconds=1.0 / self.fps)
+                examples = audio_lib.iter_audio_examples(
+                    item.path, hop_seconds=1.0 / self.fps, on_warning=warnings.append
+                )
             real_examples = 0
             count = 0
+            capped = False
             for frame in itertools.chain([first], frames):
+                if self.max_frames and count >= self.max_frames:
+                    capped = True
+                    break
                 log_mel = None
                 if examples is not None:
                     log_mel = next(examples, None)
@@ -233,17 +288,24 @@ class FeatureExtractor:
                         examples = iter(())
                     else:
                         real_examples += 1
-                put(_Frame(slot, count, frame.image, log_mel))
+                if self.on_frame is not None:
+                    self.on_frame(item, count, frame.image)
+                put(_Frame(slot, count, self._prepare(frame.image), log_mel))
                 count += 1
             if state == AUDIO_PRESENT and real_examples == 0:
                 state = AUDIO_MISSING  # an audio stream without any decodable sound
-            put(_End(slot, count, state))
+            put(_End(slot, count, state, capped, warnings))
         except Yt8mError as error:
             put(_Failed(slot, str(error)))
         finally:
             frames.close()
             if examples is not None and hasattr(examples, "close"):
                 examples.close()
+
+    def _prepare(self, image: np.ndarray) -> np.ndarray:
+        """The frame as the rgb network takes it (resized by its own op), when the network says how."""
+        prepare = getattr(self.models.inception, "prepare", None)
+        return image if prepare is None else prepare(image)
 
     def _worker(self, jobs: Iterator[tuple[int, VideoInput]], lock: threading.Lock,
                 out: queue.Queue, stop: threading.Event) -> None:
@@ -279,8 +341,11 @@ class FeatureExtractor:
         """Network -> PCA -> quantize for one batch of frames (`rgb`) or log-mel examples (`audio`)."""
         network, pca = (self.models.inception, self.models.rgb_pca) if kind == "rgb" else (self.models.vggish, self.audio_pca)
         inputs = np.stack([array for _, _, array in batch])
+        if self.stats.first_input_time is None:
+            self.stats.first_input_time = time.time()
         started = time.perf_counter()
-        embeddings = np.asarray(network(inputs), dtype=np.float32)
+        run = getattr(network, "run_prepared", network)  # rows were `prepare`d in the decode threads
+        embeddings = np.asarray(run(inputs), dtype=np.float32)
         middle = time.perf_counter()
         projected = pca.apply(embeddings)
         quantized = quantize(projected)
@@ -338,7 +403,9 @@ class FeatureExtractor:
             mean_audio=mean_audio,
             extras=self._extras(state.audio_state),
         )
-        return ExtractResult(item, features, None, frames, frames / self.fps, state.audio_state)
+        return ExtractResult(
+            item, features, None, frames, frames / self.fps, state.audio_state, state.capped, state.warnings
+        )
 
     # ------------------------------------------------------------------ main loop
 
@@ -356,7 +423,7 @@ class FeatureExtractor:
         jobs = iter(enumerate(inputs))
         lock = threading.Lock()
         stop = threading.Event()
-        messages: queue.Queue = queue.Queue(maxsize=QUEUE_BATCHES * self.batch_size)
+        messages: queue.Queue = _ByteBoundedQueue(maxsize=QUEUE_BYTES)
         threads = [
             threading.Thread(target=self._worker, args=(jobs, lock, messages, stop),
                              name=f"yt8m-decode-{n}", daemon=True)
@@ -441,6 +508,8 @@ class FeatureExtractor:
                     state = states[message.slot]
                     state.frames = message.frames
                     state.audio_state = message.audio
+                    state.capped = message.capped
+                    state.warnings = message.warnings
                 elif isinstance(message, _Failed):
                     state = states[message.slot]
                     state.error = message.message
@@ -476,225 +545,4 @@ class FeatureExtractor:
 
 def _audio_size(models: Any) -> int:
     pca = getattr(models, "audio_pca", None)
-    if pca is not None:
-        return int(pca.output_dim)
-    from yt8m.core import AUDIO_SIZE
-
-    return AUDIO_SIZE
-
-
-# ----------------------------------------------------------------------------- inputs and labels
-
-ID_FROM_STEM = "stem"
-ID_FROM_PATH = "path"
-ID_SOURCES = (ID_FROM_STEM, ID_FROM_PATH)
-LABEL_MAP_SUFFIX = ".label_map.txt"
-_GLOB_CHARS = "*?["
-# Header names accepted in a labels CSV (case-insensitive).
-KEY_COLUMNS = ("id", "video_id", "videoid", "path", "file", "filename", "video")
-LABEL_COLUMNS = ("labels", "label", "classes", "class")
-LABEL_SEPARATORS = (";", " ", "|")
-
-
-@dataclass(frozen=True)
-class FoundVideo:
-    """A video file found from the command line and the folder it was found under (if any)."""
-
-    path: Path
-    root: Path | None  # the folder argument it came from; None for a file named directly
-
-
-def collect_videos(inputs: Iterable[str | Path]) -> list[FoundVideo]:
-    """Expand files, folders (recursively, files with video extensions) and glob patterns.
-
-    Files named directly or matched by a glob are taken whatever their extension (a non-video
-    then fails with its own error line). A path that does not exist, a folder without videos or a
-    pattern matching nothing is a Yt8mError. Duplicates (the same file twice) are dropped.
-    """
-    import glob as glob_lib
-
-    found: list[FoundVideo] = []
-    seen: set[Path] = set()
-
-    def add(path: Path, root: Path | None) -> None:
-        key = path.resolve()
-        if key not in seen:
-            seen.add(key)
-            found.append(FoundVideo(path, root))
-
-    def add_folder(folder: Path) -> int:
-        videos = sorted(
-            p for p in folder.rglob("*")
-            if p.is_file() and video_lib.is_video_file(p)
-            and not any(part.startswith(".") for part in p.relative_to(folder).parts)
-        )
-        for path in videos:
-            add(path, folder)
-        return len(videos)
-
-    for raw in inputs:
-        text = str(raw)
-        path = Path(text)
-        if path.is_dir():
-            if not add_folder(path):
-                raise Yt8mError(f"{path}: folder contains no video files ({', '.join(sorted(video_lib.VIDEO_EXTENSIONS)[:6])} ...)")
-        elif path.is_file():
-            add(path, None)
-        elif any(ch in text for ch in _GLOB_CHARS):
-            matches = sorted(glob_lib.glob(text, recursive=True))
-            if not matches:
-                raise Yt8mError(f"{text}: pattern matches no files")
-            for match in matches:
-                match_path = Path(match)
-                if match_path.is_dir():
-                    add_folder(match_path)
-                elif match_path.is_file():
-                    add(match_path, None)
-        else:
-            raise Yt8mError(f"{text}: no such file or folder")
-    if not found:
-        raise Yt8mError("no video files found in the inputs")
-    return found
-
-
-def video_id_for(found: FoundVideo, id_from: str = ID_FROM_STEM) -> str:
-    """The record id: the file stem, or (`path`) its path relative to the folder it was found in."""
-    if id_from == ID_FROM_STEM:
-        return found.path.stem
-    if id_from == ID_FROM_PATH:
-        if found.root is not None:
-            return found.path.relative_to(found.root).as_posix()
-        return found.path.as_posix()
-    raise Yt8mError(f"unknown id source {id_from!r}; choose {' or '.join(ID_SOURCES)}")
-
-
-def check_unique_ids(items: Iterable[VideoInput]) -> None:
-    """Two files with one id would collide in the records (and in --resume): refuse early."""
-    first: dict[str, Path] = {}
-    for item in items:
-        if item.video_id in first:
-            raise Yt8mError(
-                f"{item.path}: id {item.video_id!r} is also the id of {first[item.video_id]}; "
-                "rename one or use --id-from path"
-            )
-        first[item.video_id] = item.path
-
-
-def read_label_map(path: str | Path) -> list[str]:
-    """Class names in index order, one per line (a trailing empty line is ignored)."""
-    path = Path(path)
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
-        raise Yt8mError(f"{path}: label map not found") from None
-    except (OSError, UnicodeDecodeError) as error:
-        raise Yt8mError(f"{path}: cannot read the label map ({error})") from None
-    names = [line.strip() for line in lines]
-    while names and not names[-1]:
-        names.pop()
-    if not names:
-        raise Yt8mError(f"{path}: label map is empty (expected one class name per line)")
-    duplicates = sorted({name for name in names if names.count(name) > 1 and name})
-    if duplicates:
-        raise Yt8mError(f"{path}: label map names {duplicates[:5]} more than once")
-    return names
-
-
-def write_label_map(path: str | Path, names: list[str]) -> Path:
-    """Write class names one per line, in index order (temp file + rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.inprogress")
-    temporary.write_text("".join(f"{name}\n" for name in names), encoding="utf-8")
-    temporary.replace(path)
-    return path
-
-
-def label_map_path_for(output: str | Path) -> Path:
-    """Where a built label map is saved: OUT.tfrecord -> OUT.label_map.txt."""
-    return Path(output).with_suffix(LABEL_MAP_SUFFIX)
-
-
-def folder_label_map(videos: Iterable[Path], existing: list[str] | None = None) -> list[str]:
-    """Class names from the videos' parent folders: `existing` first (indices kept), new ones sorted after."""
-    names = list(existing or [])
-    known = set(names)
-    for name in sorted({path.parent.name for path in videos}):
-        if name not in known:
-            names.append(name)
-            known.add(name)
-    return names
-
-
-def _parse_labels(text: str, where: str, label_map: list[str] | None) -> tuple[int, ...]:
-    tokens = [text]
-    for separator in LABEL_SEPARATORS:
-        tokens = [piece for token in tokens for piece in token.split(separator)]
-    indices: list[int] = []
-    for token in (t.strip() for t in tokens):
-        if not token:
-            continue
-        try:
-            index = int(token)
-        except ValueError:
-            if label_map is None:
-                raise Yt8mError(
-                    f"{where}: label {token!r} is not a class index; give --label-map to use class names"
-                ) from None
-            if token not in label_map:
-                raise Yt8mError(f"{where}: class {token!r} is not in the label map")
-            index = label_map.index(token)
-        if index < 0 or (label_map is not None and index >= len(label_map)):
-            bound = f" (the label map has {len(label_map)} classes)" if label_map is not None else ""
-            raise Yt8mError(f"{where}: label {index} is out of range{bound}")
-        indices.append(index)
-    return tuple(sorted(set(indices)))
-
-
-def read_labels_csv(path: str | Path, label_map: list[str] | None = None) -> dict[str, tuple[int, ...]]:
-    """Labels per video from a CSV: rows `path_or_id,label;label;...` or a header'd CSV.
-
-    With a header, the key column is one of `KEY_COLUMNS` (id, path, ...) and the labels column one
-    of `LABEL_COLUMNS`; without one, the first two columns. Labels are class indices or, with a
-    label map, class names; separated by `;`, spaces or `|`. Repeated keys merge their labels.
-    """
-    import csv
-
-    path = Path(path)
-    try:
-        with open(path, newline="", encoding="utf-8-sig") as handle:
-            rows = [row for row in csv.reader(handle) if any(cell.strip() for cell in row)]
-    except FileNotFoundError:
-        raise Yt8mError(f"{path}: labels file not found") from None
-    except (OSError, UnicodeDecodeError, csv.Error) as error:
-        raise Yt8mError(f"{path}: cannot read the labels CSV ({error})") from None
-    if not rows:
-        raise Yt8mError(f"{path}: labels CSV is empty")
-    header = [cell.strip().lower() for cell in rows[0]]
-    key_column, label_column, start = 0, 1, 0
-    if any(name in KEY_COLUMNS for name in header) and any(name in LABEL_COLUMNS for name in header):
-        key_column = next(i for i, name in enumerate(header) if name in KEY_COLUMNS)
-        label_column = next(i for i, name in enumerate(header) if name in LABEL_COLUMNS)
-        start = 1
-    labels: dict[str, tuple[int, ...]] = {}
-    for number, row in enumerate(rows[start:], start=start + 1):
-        where = f"{path}: line {number}"
-        if len(row) <= key_column or not row[key_column].strip():
-            raise Yt8mError(f"{where}: missing the video id or path")
-        key = row[key_column].strip()
-        text = row[label_column] if len(row) > label_column else ""
-        parsed = _parse_labels(text, where, label_map)
-        labels[key] = tuple(sorted(set(labels.get(key, ())) | set(parsed)))
-    return labels
-
-
-def lookup_labels(labels: dict[str, tuple[int, ...]], item_id: str, found: FoundVideo) -> tuple[int, ...] | None:
-    """The labels row for a video, matched by id, path as given, absolute path, file name or stem."""
-    path = found.path
-    candidates = [item_id, str(path), path.as_posix(), str(path.resolve()), path.name, path.stem]
-    if found.root is not None:
-        candidates.append(path.relative_to(found.root).as_posix())
-    for key in candidates:
-        if key in labels:
-            return labels[key]
-    return None
+    return int(pca.output_dim) if pca is not None else AUDIO_SIZE

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
+import av
 import numpy as np
 
 from yt8m.core import Yt8mError
@@ -157,8 +158,6 @@ def write_test_video(
     the front of the .mp4. `audio_offset` starts the audio stream that many seconds after the
     video (its timestamps, not silence in the samples). Returns the path.
     """
-    import av  # lazy: PyAV is only needed when videos are written or decoded
-
     path = Path(path)
     width, height = _even(int(size[0]), "width"), _even(int(size[1]), "height")
     if seconds <= 0:

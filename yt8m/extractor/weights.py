@@ -15,14 +15,16 @@ out (archives next to their unpacked folders) or as the official starter code do
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import NamedTuple
 
-from yt8m import downloads
-from yt8m.classifier.vocabulary import LABEL_MAP_FILE, SEGMENT_CLASSES_FILE, VOCABULARY_FILE
+from yt8m import downloads, trust
+from yt8m.data.vocabulary import LABEL_MAP_FILE, SEGMENT_CLASSES_FILE, VOCABULARY_FILE
 from yt8m.core import Yt8mError
+from yt8m.data.files import remove_path, write_text
 from yt8m.downloads import OfficialFile
 
 MODELS_DIR_OPTION = "--models-dir"
@@ -30,7 +32,7 @@ MODELS_DIR_OPTION = "--models-dir"
 # Members of the archives the extractor needs (the rest of an archive is unpacked but unused).
 INCEPTION_GRAPH_FILE = "classify_image_graph_def.pb"
 YT8M_PCA_FILES = ("mean.npy", "eigenvals.npy", "eigenvecs.npy")
-SAVED_MODEL_FILE = "saved_model.pb"
+SAVED_MODEL_FILE = trust.SAVED_MODEL_FILE
 KERAS_INCEPTION_FILE = "inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5"
 
 INCEPTION = "inception"
@@ -47,7 +49,10 @@ SEGMENT_LABEL_IDS = SEGMENT_CLASSES_FILE.name
 BASELINE_MODEL = "baseline-model"
 KERAS_INCEPTION = "keras-inception"
 
-_MEDIAPIPE_PCA_URL = "http://data.yt8m.org/pca_matrix_data/"
+# data.yt8m.org is a Cloud Storage bucket: its own host name answers plain http only, the storage
+# host serves the same objects over https.
+YT8M_DATA_URL = "https://storage.googleapis.com/data.yt8m.org/"
+_MEDIAPIPE_PCA_URL = YT8M_DATA_URL + "pca_matrix_data/"
 
 CATALOGUE: dict[str, OfficialFile] = {
     file.name: file
@@ -62,7 +67,7 @@ CATALOGUE: dict[str, OfficialFile] = {
         ),
         OfficialFile(
             name=YT8M_PCA,
-            url="http://data.yt8m.org/yt8m_pca.tgz",
+            url=YT8M_DATA_URL + "yt8m_pca.tgz",
             filename="yt8m_pca.tgz",
             description="YT8M's RGB PCA: mean.npy, eigenvals.npy, eigenvecs.npy (2048 -> 1024)",
             option=MODELS_DIR_OPTION,
@@ -114,7 +119,7 @@ CATALOGUE: dict[str, OfficialFile] = {
         SEGMENT_CLASSES_FILE,
         OfficialFile(
             name=BASELINE_MODEL,
-            url="http://data.yt8m.org/models/baseline/saved_model.tar.gz",
+            url=YT8M_DATA_URL + "models/baseline/saved_model.tar.gz",
             filename="baseline_saved_model.tar.gz",
             description="The starter code's baseline classifier (SavedModel)",
             option=MODELS_DIR_OPTION,
@@ -135,6 +140,17 @@ ARCHIVES: dict[str, tuple[str, tuple[str, ...]]] = {
     YT8M_PCA: ("yt8m_pca", YT8M_PCA_FILES),
     BASELINE_MODEL: ("baseline_saved_model", (SAVED_MODEL_FILE,)),
 }
+
+# What each archive may unpack to at most (bytes): a little above its known content, so that a
+# wrong or hostile download is refused before it fills the disk. Inception 2015: the 95.7 MB graph
+# plus ImageNet label maps; the YT8M PCA: 2048-d mean, eigenvalues and a 2048x1024 projection.
+ARCHIVE_MAX_BYTES: dict[str, int] = {
+    INCEPTION: 128 << 20,
+    YT8M_PCA: 64 << 20,
+    BASELINE_MODEL: 512 << 20,
+}
+ARCHIVE_MAX_MEMBERS = 1000
+MANIFEST_SUFFIX = ".sha256.json"  # next to an unpacked folder: SHA-256 of every member, checked on use
 
 # Names that stand for several entries on the command line.
 GROUPS: dict[str, tuple[str, ...]] = {
@@ -231,14 +247,56 @@ def extracted_dir(name: str, directory: str | os.PathLike | None = None) -> Path
     return root(directory) / ARCHIVES[name][0]
 
 
+def manifest_path(name: str, directory: str | os.PathLike | None = None) -> Path:
+    """The member-hash manifest written next to archive `name`'s unpacked folder."""
+    return extracted_dir(name, directory).with_name(ARCHIVES[name][0] + MANIFEST_SUFFIX)
+
+
+def _write_manifest(name: str, directory: str | os.PathLike | None) -> None:
+    folder = extracted_dir(name, directory)
+    hashes = {
+        path.relative_to(folder).as_posix(): downloads.sha256_of(path)
+        for path in sorted(folder.rglob("*")) if path.is_file()
+    }
+    write_text(manifest_path(name, directory), json.dumps(hashes, indent=1, sort_keys=True) + "\n")
+
+
+def _verify_members(name: str, found: Path, directory: str | os.PathLike | None) -> None:
+    """Check the members the extractor uses against the manifest written when the archive was unpacked."""
+    manifest = manifest_path(name, directory)
+    folder = extracted_dir(name, directory)
+    if not manifest.is_file() or not found.is_relative_to(folder):
+        return  # unpacked by another tool (or laid out by hand): nothing recorded to compare with
+    try:
+        hashes = json.loads(manifest.read_text(encoding="utf-8"))
+    except (ValueError, OSError):
+        raise Yt8mError(f"{manifest}: unreadable; run {_fetch_hint(name, directory)} with --force") from None
+    for member in ARCHIVES[name][1]:
+        path = found / member
+        expected = hashes.get(path.relative_to(folder).as_posix())
+        actual = downloads.sha256_of(path)
+        if expected is not None and actual != expected:
+            raise Yt8mError(
+                f"{path}: changed since it was fetched (SHA-256 {actual[:16]}... instead of {expected[:16]}...); "
+                f"run {_fetch_hint(name, directory)} with --force"
+            )
+
+
 def _unpack(name: str, archive: Path, directory: str | os.PathLike | None) -> Path:
-    """Safely extract `archive` beside itself; the folder holding the members, or Yt8mError."""
+    """Safely extract `archive` beside itself, record its member hashes; the folder holding the members."""
     folder_name, members = ARCHIVES[name]
     destination = extracted_dir(name, directory)
-    downloads.safe_extract(archive, destination)
+    remove_path(manifest_path(name, directory))
+    downloads.safe_extract(
+        archive, destination, max_bytes=ARCHIVE_MAX_BYTES.get(name, downloads.DEFAULT_MAX_EXPANDED_BYTES),
+        max_members=ARCHIVE_MAX_MEMBERS,
+    )
     found = _member_folder(destination, members)
     if found is None:
         raise Yt8mError(f"{archive}: does not contain {', '.join(members)} (is it the official {get(name).filename}?)")
+    _write_manifest(name, directory)
+    if SAVED_MODEL_FILE in members:  # a checked catalogue download: its model may run
+        trust.mark_trusted(found, f"yt8m models fetch {name}")
     return found
 
 
@@ -263,6 +321,7 @@ def locate(name: str, models_dir: str | os.PathLike | None = None) -> Path:
     folder_name, members = ARCHIVES[name]
     found = _member_folder(base / folder_name, members)
     if found is not None:
+        _verify_members(name, found, models_dir)
         return found
     if all((base / m).is_file() for m in members):  # the starter code's layout: everything side by side
         return base

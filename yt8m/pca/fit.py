@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from sklearn.decomposition import PCA
 
 from yt8m.core import Yt8mError
 from yt8m.pca.matrix_data import atomic_write
@@ -62,8 +63,6 @@ class FittedPca:
 
 def fit_pca(features: np.ndarray, n_components: int, whiten: bool = True) -> FittedPca:
     """Fit on features [N, D] (float64 internally); n_components must be <= min(N, D)."""
-    from sklearn.decomposition import PCA  # heavy import, only needed here
-
     data = np.asarray(features, dtype=np.float64)
     if data.ndim != 2:
         raise Yt8mError(f"PCA features must be a 2-D array [N, D], got shape {list(data.shape)}")

@@ -11,7 +11,9 @@ num_classes=..., feature_sizes=..., max_frames=..., **config["hparams"])`).
 
 Families: starter (LogisticModel, MoeModel, FrameLevelLogisticModel, DbofModel, LstmModel),
 WILLOW (NetVLADModelLF, NetFVModelLF, SoftDbofModelLF, GatedDbofModelLF, GruModel), NeXtVLAD
-(NeXtVLADModel, MixNeXtVladModel) and a BERT-style TransformerModel.
+(NeXtVLADModel, MixNeXtVladModel), the 2019 9th place's BERT models (Bert, BertCross and the
+named configurations of their results table: BERTMean, BERTFirst, BERTCrossMean, BERTCrossAttn)
+and yt8m's own BERT-style TransformerModel (projection, position embeddings, [CLS]).
 """
 
 from __future__ import annotations
@@ -21,42 +23,55 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from yt8m.core import MAX_FRAMES, NUM_CLASSES, RGB_SIZE, AUDIO_SIZE, Yt8mError
+# layers first: it starts TensorFlow quietly before Keras loads it.
+from yt8m.classifier.models.layers import Yt8mModel
+from yt8m.classifier.models import bert9, netvlad, nextvlad, starter, transformer
+from yt8m.core import AUDIO_SIZE, MAX_FRAMES, NUM_CLASSES, RGB_SIZE, Yt8mError
 
 DEFAULT_FEATURE_SIZES = (RGB_SIZE, AUDIO_SIZE)
 
-_TRUE = {"true", "1", "yes", "y", "on"}
-_FALSE = {"false", "0", "no", "n", "off"}
+TRUE_WORDS = frozenset({"true", "1", "yes", "y", "on"})
+FALSE_WORDS = frozenset({"false", "0", "no", "n", "off"})
+"""The words a boolean hyperparameter or training setting accepts as text (`--set key=value`)."""
 
 
 @dataclass(frozen=True)
 class _Entry:
-    module: str
-    cls: str
+    cls: type[Yt8mModel]
     defaults: dict[str, Any]
-    video_level: bool = False
+    preset: bool = False
+    """A named configuration of another registered class (built under the entry's own name)."""
+
+    @property
+    def video_level(self) -> bool:
+        return bool(self.cls.video_level)
+
+
+_REGISTRY: dict[str, _Entry] = {
+    "LogisticModel": _Entry(starter.LogisticModel, starter.LOGISTIC_DEFAULTS),
+    "MoeModel": _Entry(starter.MoeModel, starter.MOE_DEFAULTS),
+    "FrameLevelLogisticModel": _Entry(starter.FrameLevelLogisticModel, starter.FRAME_LOGISTIC_DEFAULTS),
+    "DbofModel": _Entry(starter.DbofModel, starter.DBOF_DEFAULTS),
+    "LstmModel": _Entry(starter.LstmModel, starter.LSTM_DEFAULTS),
+    "NetVLADModelLF": _Entry(netvlad.NetVLADModelLF, netvlad.NETVLAD_DEFAULTS),
+    "NetFVModelLF": _Entry(netvlad.NetFVModelLF, netvlad.NETFV_DEFAULTS),
+    "SoftDbofModelLF": _Entry(netvlad.SoftDbofModelLF, netvlad.SOFTDBOF_DEFAULTS),
+    "GatedDbofModelLF": _Entry(netvlad.GatedDbofModelLF, netvlad.GATEDDBOF_DEFAULTS),
+    "GruModel": _Entry(netvlad.GruModel, netvlad.GRU_DEFAULTS),
+    "NeXtVLADModel": _Entry(nextvlad.NeXtVLADModel, nextvlad.NEXTVLAD_DEFAULTS),
+    "MixNeXtVladModel": _Entry(nextvlad.MixNeXtVladModel, nextvlad.MIX_NEXTVLAD_DEFAULTS),
+    "TransformerModel": _Entry(transformer.TransformerModel, transformer.TRANSFORMER_DEFAULTS),
+    "Bert": _Entry(bert9.Bert, bert9.BERT_DEFAULTS),
+    "BertCross": _Entry(bert9.BertCross, bert9.BERT_CROSS_DEFAULTS),
+    "BERTMean": _Entry(bert9.Bert, bert9.BERT_MEAN_DEFAULTS, preset=True),
+    "BERTFirst": _Entry(bert9.Bert, bert9.BERT_FIRST_DEFAULTS, preset=True),
+    "BERTCrossMean": _Entry(bert9.BertCross, bert9.BERT_CROSS_MEAN_DEFAULTS, preset=True),
+    "BERTCrossAttn": _Entry(bert9.BertCross, bert9.BERT_CROSS_ATTN_DEFAULTS, preset=True),
+}
 
 
 def _entries() -> dict[str, _Entry]:
-    # Imported lazily so that `import yt8m.classifier.models` stays cheap for the CLI.
-    from yt8m.classifier.models import nextvlad, netvlad, starter, transformer
-
-    s, w, n, t = starter, netvlad, nextvlad, transformer
-    return {
-        "LogisticModel": _Entry("starter", "LogisticModel", s.LOGISTIC_DEFAULTS, video_level=True),
-        "MoeModel": _Entry("starter", "MoeModel", s.MOE_DEFAULTS, video_level=True),
-        "FrameLevelLogisticModel": _Entry("starter", "FrameLevelLogisticModel", s.FRAME_LOGISTIC_DEFAULTS),
-        "DbofModel": _Entry("starter", "DbofModel", s.DBOF_DEFAULTS),
-        "LstmModel": _Entry("starter", "LstmModel", s.LSTM_DEFAULTS),
-        "NetVLADModelLF": _Entry("netvlad", "NetVLADModelLF", w.NETVLAD_DEFAULTS),
-        "NetFVModelLF": _Entry("netvlad", "NetFVModelLF", w.NETFV_DEFAULTS),
-        "SoftDbofModelLF": _Entry("netvlad", "SoftDbofModelLF", w.SOFTDBOF_DEFAULTS),
-        "GatedDbofModelLF": _Entry("netvlad", "GatedDbofModelLF", w.GATEDDBOF_DEFAULTS),
-        "GruModel": _Entry("netvlad", "GruModel", w.GRU_DEFAULTS),
-        "NeXtVLADModel": _Entry("nextvlad", "NeXtVLADModel", n.NEXTVLAD_DEFAULTS),
-        "MixNeXtVladModel": _Entry("nextvlad", "MixNeXtVladModel", n.MIX_NEXTVLAD_DEFAULTS),
-        "TransformerModel": _Entry("transformer", "TransformerModel", t.TRANSFORMER_DEFAULTS),
-    }
+    return _REGISTRY
 
 
 _ALIASES = {
@@ -64,17 +79,17 @@ _ALIASES = {
     "mixnextvlad": "MixNeXtVladModel",
     "mixnextvladmodel": "MixNeXtVladModel",
     "netrvladmodellf": "NetVLADModelLF",
-    "bert": "TransformerModel",
-    "bertmodel": "TransformerModel",
 }
 """Other spellings accepted by `build_model` (lower case) -> registered name."""
 
 _CHOICES: dict[str, tuple[str, ...]] = {
     "video_level_classifier_model": ("LogisticModel", "MoeModel"),
-    "dbof_pooling_method": ("max", "average"),
+    "dbof_pooling_method": starter.DBOF_POOLING,
+    "dbof_activation": starter.DBOF_ACTIVATIONS,
     "bert_pooling": ("first", "mean", "cross_attention"),
+    "pooling_strategy": bert9.POOLING_STRATEGIES,
 }
-_UNIT_INTERVAL = {"drop_rate", "bert_dropout"}  # floats in [0, 1)
+_UNIT_INTERVAL = {"drop_rate", "bert_dropout", "bert_dropout_prob", "batch_norm_decay"}  # floats in [0, 1)
 _POSITIVE_FLOATS = {"cl_temperature"}
 
 
@@ -117,8 +132,8 @@ def _coerce(model: str, key: str, value: Any, default: Any) -> Any:
     if isinstance(default, bool):
         if isinstance(value, bool):
             return value
-        if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
-            return value.strip().lower() in _TRUE
+        if isinstance(value, str) and value.strip().lower() in TRUE_WORDS | FALSE_WORDS:
+            return value.strip().lower() in TRUE_WORDS
         if isinstance(value, int) and value in (0, 1):
             return bool(value)
         raise bad
@@ -153,6 +168,7 @@ def _coerce(model: str, key: str, value: Any, default: Any) -> Any:
 
 
 def _validate(model: str, hp: dict[str, Any], feature_sizes: tuple[int, ...]) -> None:
+    _entries()[model].cls.check_sizes(model, hp, feature_sizes)
     for key, value in hp.items():
         if key in _CHOICES and value not in _CHOICES[key]:
             raise Yt8mError(f"{model}: {key} must be one of {list(_CHOICES[key])}, got {value!r}")
@@ -200,7 +216,7 @@ def build_model(
     feature_sizes: Sequence[int] = DEFAULT_FEATURE_SIZES,
     max_frames: int = MAX_FRAMES,
     **hparams: Any,
-):
+) -> Yt8mModel:
     """Build model `name` (weights created) from the published defaults overridden by `hparams`.
 
     Raises Yt8mError for an unknown model, an unknown or ill-typed hyperparameter, or sizes
@@ -221,25 +237,14 @@ def build_model(
     hp = resolve_hparams(model, **hparams)
     _validate(model, hp, sizes)
 
-    import importlib
-
-    import numpy as np
-
-    module = importlib.import_module(f"yt8m.classifier.models.{entry.module}")
-    cls = getattr(module, entry.cls)
-    net = cls(int(num_classes), sizes, int(max_frames), hp)
-    # Create every weight now (one tiny forward pass) so that count_params, load_weights and
-    # optimizers see them.
-    width = int(sum(sizes))
-    if entry.video_level:
-        dummy = np.zeros((1, width), dtype=np.float32)
-    else:
-        dummy = np.zeros((1, min(2, int(max_frames)), width), dtype=np.float32)
-    net((dummy, np.ones((1,), dtype=np.int32)), training=False)
+    extra = {"model_name": model} if entry.preset else {}
+    net = entry.cls(int(num_classes), sizes, int(max_frames), hp, **extra)
+    net.create_weights()
     return net
 
 
 __all__ = [
+    "Yt8mModel",
     "build_model",
     "canonical_name",
     "is_video_level",

@@ -3,6 +3,10 @@
 - `Yt8mModel`: the base class. Every model takes `(frames, num_frames)` and returns per-class
   probabilities; frame models receive `frames` float32 [B, T, sum(feature_sizes)] (dequantized,
   rgb then audio, L2-normalised per frame, zero-padded to T) and must ignore padded frames.
+  Every family names its classifier head (`head_layers()`), which gives `head_variables()` /
+  `body_variables()` for fine-tuning.
+- `slim_batch_norm`: batch norm as the seeds' TF1 slim (decay 0.999); `cross_entropy`: the
+  starter's label loss, for losses a model adds itself.
 - frame masks and masked pooling, the train-time frame sampler of the starter code
   (`iterations`, `sample_random_frames`), L2 normalisation.
 - Context Gating (`y = sigmoid(BN(W x)) * x`), the NeXtVLAD squeeze-excitation gate.
@@ -20,18 +24,28 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-import keras
-import tensorflow as tf
-from keras import ops
+import numpy as np
 
-from yt8m.core import Yt8mError
+from yt8m._tf import import_tensorflow_quietly
 
-L2_EPSILON = 1e-12
+tf = import_tensorflow_quietly()
+
+import keras  # noqa: E402 - after TensorFlow's quiet start
+from keras import ops  # noqa: E402
+
+from yt8m.core import L2_EPSILON, Yt8mError  # noqa: E402
 """Floor under the squared norm in L2 normalisation (tf.nn.l2_normalize's default)."""
 DEFAULT_L2_PENALTY = 1e-8
 """The starter code's L2 penalty on the logistic and MoE classifiers."""
 DEFAULT_MOE_MIXTURES = 2
 """The starter code's number of MoE experts (plus one dummy expert that always says 'no')."""
+SLIM_BN_DECAY = 0.999
+"""Moving-average decay of TF1 `slim.batch_norm` (its default, used by every seed that used slim);
+Keras calls it `momentum` and defaults to 0.99."""
+SLIM_BN_EPSILON = 1e-3
+"""`slim.batch_norm`'s default epsilon (Keras' default too)."""
+CROSS_ENTROPY_EPSILON = 1e-5
+"""The starter's CrossEntropyLoss epsilon (google/youtube-8m losses.py)."""
 CLASSIFIERS = ("LogisticModel", "MoeModel")
 """Video-level classifier heads that frame models can put on top of their pooled vector."""
 
@@ -42,7 +56,11 @@ HEAD_DEFAULTS: dict[str, Any] = {
     "moe_l2": DEFAULT_L2_PENALTY,
     "moe_prob_gating": False,
     "l2_penalty": DEFAULT_L2_PENALTY,
+    "batch_norm_decay": SLIM_BN_DECAY,
 }
+BATCH_NORM_DECAY_KEY = "batch_norm_decay"
+"""Hyperparameter of every model with batch norm: the moving-average decay of all its BN layers
+(slim's 0.999 by default; 0.99, Keras' default, settles in fewer steps for short runs)."""
 
 
 def slim_l2(scale: float) -> keras.regularizers.Regularizer | None:
@@ -50,6 +68,25 @@ def slim_l2(scale: float) -> keras.regularizers.Regularizer | None:
     if scale <= 0:
         return None
     return keras.regularizers.L2(scale / 2.0)
+
+
+def slim_batch_norm(name: str) -> keras.layers.BatchNormalization:
+    """Batch norm as TF1 `slim.batch_norm(center=True, scale=True)`: decay 0.999, epsilon 1e-3."""
+    return keras.layers.BatchNormalization(momentum=SLIM_BN_DECAY, epsilon=SLIM_BN_EPSILON, name=name)
+
+
+def cross_entropy(labels: Any, predictions: Any, label_weights: Any = None) -> Any:
+    """The starter's CrossEntropyLoss per example (google/youtube-8m losses.py):
+    -sum_c w_c [y log(p + eps) + (1 - y) log(1 - p + eps)], shape [B]."""
+    labels = ops.cast(labels, "float32")
+    predictions = ops.cast(predictions, "float32")
+    loss = -(
+        labels * ops.log(predictions + CROSS_ENTROPY_EPSILON)
+        + (1.0 - labels) * ops.log(1.0 - predictions + CROSS_ENTROPY_EPSILON)
+    )
+    if label_weights is not None:
+        loss = loss * ops.cast(label_weights, "float32")
+    return ops.sum(loss, axis=1)
 
 
 def normal_init(fan_in: int | float) -> keras.initializers.Initializer:
@@ -182,7 +219,7 @@ class ContextGating(keras.layers.Layer):
             dim, use_bias=not self.add_batch_norm, kernel_initializer=normal_init(dim), name="gating"
         )
         self.gate.build(input_shape)
-        self.bn = keras.layers.BatchNormalization(name="gating_bn") if self.add_batch_norm else None
+        self.bn = slim_batch_norm("gating_bn") if self.add_batch_norm else None
         if self.bn is not None:
             self.bn.build(tuple(input_shape[:-1]) + (dim,))
 
@@ -206,7 +243,7 @@ class SqueezeExcitationGating(keras.layers.Layer):
         he = keras.initializers.HeNormal()
         self.squeeze = keras.layers.Dense(inner, use_bias=False, kernel_initializer=he, name="gating_1")
         self.squeeze.build(input_shape)
-        self.bn = keras.layers.BatchNormalization(name="gating_bn")
+        self.bn = slim_batch_norm("gating_bn")
         self.bn.build((None, inner))
         self.excite = keras.layers.Dense(dim, use_bias=False, kernel_initializer=he, name="gating_2")
         self.excite.build((None, inner))
@@ -221,12 +258,20 @@ class SqueezeExcitationGating(keras.layers.Layer):
 
 
 class LogisticHead(keras.layers.Layer):
-    """The starter's LogisticModel: sigmoid(W x + b) with an L2 penalty on W."""
+    """The starter's LogisticModel: sigmoid(W x + b) with an L2 penalty on W.
 
-    def __init__(self, num_classes: int, l2_penalty: float = DEFAULT_L2_PENALTY, **kwargs):
+    `nextvlad_style` is linrongc/youtube-8m video_level_models.py's LogisticModel instead: the
+    penalty on W and b, W drawn by `slim.variance_scaling_initializer()` (He, truncated normal).
+    """
+
+    def __init__(
+        self, num_classes: int, l2_penalty: float = DEFAULT_L2_PENALTY, nextvlad_style: bool = False, **kwargs
+    ):
         super().__init__(**kwargs)
+        reg = slim_l2(l2_penalty)
+        extra = {"bias_regularizer": slim_l2(l2_penalty), "kernel_initializer": keras.initializers.HeNormal()}
         self.dense = keras.layers.Dense(
-            int(num_classes), kernel_regularizer=slim_l2(l2_penalty), name="logistic"
+            int(num_classes), kernel_regularizer=reg, name="logistic", **(extra if nextvlad_style else {})
         )
 
     def build(self, input_shape):
@@ -268,7 +313,7 @@ class MoeHead(keras.layers.Layer):
             self.label_gate = keras.layers.Dense(
                 c, use_bias=False, kernel_initializer=normal_init(c), name="gating_prob"
             )
-            self.label_gate_bn = keras.layers.BatchNormalization(name="gating_prob_bn")
+            self.label_gate_bn = slim_batch_norm("gating_prob_bn")
 
     def build(self, input_shape):
         self.gates.build(input_shape)
@@ -288,11 +333,14 @@ class MoeHead(keras.layers.Layer):
         return probabilities
 
 
-def make_classifier(num_classes: int, hparams: dict[str, Any], name: str = "classifier") -> keras.layers.Layer:
-    """The video-level head named by `video_level_classifier_model` (LogisticModel or MoeModel)."""
+def make_classifier(
+    num_classes: int, hparams: dict[str, Any], name: str = "classifier", nextvlad_style: bool = False
+) -> keras.layers.Layer:
+    """The video-level head named by `video_level_classifier_model` (LogisticModel or MoeModel);
+    `nextvlad_style` selects linrongc's LogisticModel (see `LogisticHead`)."""
     kind = hparams["video_level_classifier_model"]
     if kind == "LogisticModel":
-        return LogisticHead(num_classes, l2_penalty=hparams["l2_penalty"], name=name)
+        return LogisticHead(num_classes, l2_penalty=hparams["l2_penalty"], nextvlad_style=nextvlad_style, name=name)
     if kind == "MoeModel":
         return MoeHead(
             num_classes,
@@ -311,9 +359,16 @@ def make_classifier(num_classes: int, hparams: dict[str, Any], name: str = "clas
 class Yt8mModel(keras.Model):
     """Base class: `(frames, num_frames) -> probabilities [B, num_classes]`.
 
-    Subclasses implement `forward(frames, num_frames, training)`. `video_level` models receive
-    features [B, sum(feature_sizes)] instead of frames. The construction arguments are kept in
-    `yt8m_config` so that the same model can be rebuilt with `build_model(**yt8m_config)`.
+    Subclasses implement `forward(frames, num_frames, training)` and `head_layers()`.
+    `video_level` models receive features [B, sum(feature_sizes)] instead of frames. The
+    construction arguments are kept in `yt8m_config` so that the same model can be rebuilt
+    with `build_model(**yt8m_config)`.
+
+    Head/body contract (used by fine-tuning: `--init-from` re-initialises the head for a new
+    label space, `--freeze-pooling-steps` trains only the head at first): the head is every
+    layer whose weights depend on the label space (the video-level classifier, per-class
+    gates); the body is everything else (frame pooling, hidden layers, mixture gates).
+    `head_variables()` and `body_variables()` split `model.variables` into two disjoint sets.
     """
 
     video_level: bool = False
@@ -351,15 +406,45 @@ class Yt8mModel(keras.Model):
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> "Yt8mModel":
-        from yt8m.classifier.models import build_model
+        """Rebuild from `yt8m_config` (its hyperparameters were resolved when first built)."""
+        model = cls(config["num_classes"], config["feature_sizes"], config["max_frames"], config["hparams"])
+        model.create_weights()
+        return model
 
-        return build_model(
-            config["name"],
-            num_classes=config["num_classes"],
-            feature_sizes=config["feature_sizes"],
-            max_frames=config["max_frames"],
-            **config["hparams"],
-        )
+    def create_weights(self) -> None:
+        """Create every weight now (one tiny forward pass), so that `count_params`,
+        `load_weights`, optimizers and the head/body split see them all."""
+        width = self.feature_size
+        if self.video_level:
+            dummy = np.zeros((1, width), dtype=np.float32)
+        else:
+            dummy = np.zeros((1, min(2, self.max_frames), width), dtype=np.float32)
+        self((dummy, np.ones((1,), dtype=np.int32)), training=False)
+        decay = self.hp.get(BATCH_NORM_DECAY_KEY)
+        if decay is not None:  # read by Keras at every training call (the pass above was not one)
+            for layer in self._flatten_layers():
+                if isinstance(layer, keras.layers.BatchNormalization):
+                    layer.momentum = float(decay)
+
+    @classmethod
+    def check_sizes(cls, model: str, hp: dict[str, Any], feature_sizes: Sequence[int]) -> None:
+        """Raise Yt8mError when `hp` cannot work with `feature_sizes` (a family's own rules)."""
+
+    # ---- head/body contract
+
+    def head_layers(self) -> list[keras.layers.Layer]:  # pragma: no cover - abstract
+        """The layers that make up the classifier head (each family names its own)."""
+        raise NotImplementedError(f"{type(self).__name__} must say which layers are its head")
+
+    def head_variables(self) -> list:
+        """Every variable (trainable or not) of the classifier head, in model order."""
+        owned = {id(v) for layer in self.head_layers() for v in layer.variables}
+        return [v for v in self.variables if id(v) in owned]
+
+    def body_variables(self) -> list:
+        """Every variable of the model outside the head (pooling, hidden layers, gates)."""
+        head = {id(v) for v in self.head_variables()}
+        return [v for v in self.variables if id(v) not in head]
 
     def _split_inputs(self, inputs):
         if isinstance(inputs, dict):
@@ -387,7 +472,10 @@ class Yt8mModel(keras.Model):
         # Sub-layers build themselves on the first call (build_model makes one tiny call).
         self.built = True
 
-    def call(self, inputs, training=None):
+    def call(self, inputs, training=None, labels=None, label_weights=None):
+        """Probabilities [B, num_classes]. In training, models whose seeds add a loss that needs
+        the labels (MixNeXtVladModel's per-branch cross-entropy) add it to `model.losses` when
+        `labels` [B, C] (and optionally `label_weights` [B, C]) are given; others ignore them."""
         frames, num_frames = self._split_inputs(inputs)
         training = bool(training) if training is not None else False
         if not self.video_level:
@@ -396,10 +484,16 @@ class Yt8mModel(keras.Model):
             length = ops.shape(frames)[1]
             num_frames = ops.clip(num_frames, 0, length)
             frames = frames * ops.expand_dims(frame_mask(num_frames, length), -1)
+        if training and labels is not None:
+            return self.forward_with_labels(frames, num_frames, training, labels, label_weights)
         return self.forward(frames, num_frames, training)
 
     def forward(self, frames, num_frames, training: bool):  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def forward_with_labels(self, frames, num_frames, training: bool, labels, label_weights):
+        """`forward` at training time when the labels are known; override to add label losses."""
+        return self.forward(frames, num_frames, training)
 
     def split_features(self, x):
         """Split the last axis of x into the per-feature parts (rgb, audio, ...)."""

@@ -43,9 +43,13 @@ from yt8m.classifier.models.layers import (
     masked_max,
     normal_init,
     set_layer_list,
+    slim_batch_norm,
 )
 
 WILLOW_MOE_L2 = 1e-6
+GRU_GATE_BIAS = 1.0
+"""Initial bias of the reset and update gates of TF1's GRUCell (tensorflow r1.x
+python/ops/rnn_cell_impl.py, `GRUCell.build`: `constant_initializer(1.0)`; candidate bias 0)."""
 FV_EPSILON = 1e-6
 """Added to the squared NetFV variances (WILLOW's `covar_weights` floor)."""
 
@@ -126,7 +130,7 @@ class _SoftAssignment(keras.layers.Layer):
             self.cluster_size, use_bias=not self.add_batch_norm, kernel_initializer=init,
             bias_initializer=init, name="cluster_weights",
         )
-        self.cluster_bn = keras.layers.BatchNormalization(name="cluster_bn") if self.add_batch_norm else None
+        self.cluster_bn = slim_batch_norm("cluster_bn") if self.add_batch_norm else None
 
     def build(self, input_shape):
         self.cluster.build((None, None, self.feature_size))
@@ -264,7 +268,7 @@ class GatedDBoFPool(keras.layers.Layer):
             k, use_bias=not self.add_batch_norm, kernel_initializer=normal_init(d), bias_initializer=normal_init(d),
             name="cluster_weights_2",
         )
-        self.gate_bn = keras.layers.BatchNormalization(name="cluster_bn_2") if self.add_batch_norm else None
+        self.gate_bn = slim_batch_norm("cluster_bn_2") if self.add_batch_norm else None
 
     def build(self, input_shape):
         d, k = self.feature_size, self.cluster_size
@@ -306,7 +310,7 @@ class _LateFusionModel(Yt8mModel):
         bn = hp[self.bn_key]
         self.relu = bool(hp[self.relu_key])
         self.sampler = FrameSampler(hp["iterations"], hp["sample_random_frames"], inference="all")
-        self.input_bn = keras.layers.BatchNormalization(name="input_bn") if bn else None
+        self.input_bn = slim_batch_norm("input_bn") if bn else None
         set_layer_list(self, "pool", self.make_pools())
         self.use_hidden = bool(hp.get("fc_dimred", True))
         if self.use_hidden:
@@ -318,12 +322,15 @@ class _LateFusionModel(Yt8mModel):
                 bias_initializer=keras.initializers.RandomNormal(stddev=0.01),
                 name="hidden1",
             )
-            self.hidden_bn = keras.layers.BatchNormalization(name="hidden1_bn") if (bn and self.relu) else None
+            self.hidden_bn = slim_batch_norm("hidden1_bn") if (bn and self.relu) else None
         self.gating = ContextGating(add_batch_norm=bn, name="context_gating") if hp["gating"] else None
         self.classifier = make_classifier(num_classes, hp)
 
     def make_pools(self) -> list[keras.layers.Layer]:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def head_layers(self):
+        return [self.classifier]
 
     def forward(self, frames, num_frames, training):
         frames, mask = self.sampler(frames, num_frames, training=training)
@@ -431,12 +438,35 @@ class GatedDbofModelLF(_LateFusionModel):
         return pools
 
 
+class GruGateBias(keras.initializers.Initializer):
+    """Keras GRU bias initial values equal to TF1 GRUCell's: 1 for the update and reset gates, 0 for
+    the candidate. Keras orders the bias [z, r, h]; with `reset_after` it has an input row and a
+    recurrent row, and only the input row gets the 1 (their sum is TF1's single bias)."""
+
+    def __init__(self, units: int, value: float = GRU_GATE_BIAS):
+        self.units = int(units)
+        self.value = float(value)
+
+    def __call__(self, shape, dtype=None):
+        gates = ops.concatenate(
+            [ops.full((2 * self.units,), self.value, dtype=dtype or "float32"), ops.zeros((self.units,), dtype=dtype or "float32")]
+        )
+        if len(shape) == 1:
+            return gates
+        return ops.stack([gates] + [ops.zeros_like(gates)] * (int(shape[0]) - 1))
+
+    def get_config(self) -> dict[str, Any]:
+        return {"units": self.units, "value": self.value}
+
+
 class GruModel(Yt8mModel):
     """Stacked GRUs (`gru_layers` x `gru_cells`) over the valid frames; the final states of all
     layers are concatenated (as TF1's MultiRNNCell with `state_is_tuple=False`) -> classifier.
 
     `gru_reset_after=False` is TF1's GRUCell (reset gate before the recurrent matmul);
-    True is the cuDNN-compatible variant (one more bias vector, much faster on GPU).
+    True is the cuDNN-compatible variant (one more bias vector, much faster on GPU). Gate biases
+    start at 1 as in TF1's GRUCell (`GruGateBias`); WILLOW used `tf.contrib.rnn.GRUCell`
+    (antoine77340/Youtube-8M-WILLOW frame_level_models.py `GruModel`).
     `gru_backward` reads the valid frames in reverse; `gru_random_sequence` trains on
     `iterations` sorted random frames.
     """
@@ -451,12 +481,16 @@ class GruModel(Yt8mModel):
                 return_sequences=True,
                 return_state=True,
                 reset_after=hp["gru_reset_after"],
+                bias_initializer=GruGateBias(hp["gru_cells"]),
                 name=f"gru_{i}",
             )
             for i in range(hp["gru_layers"])
         ]
         set_layer_list(self, "gru", rnns)
         self.classifier = make_classifier(num_classes, hp)
+
+    def head_layers(self):
+        return [self.classifier]
 
     def forward(self, frames, num_frames, training):
         if self.hp["gru_random_sequence"]:

@@ -11,14 +11,21 @@ Paper Table 1 best (expansion 2, 8 groups, 128 clusters, hidden 2048, SE reducti
 audio 128, 3862 classes): about 89M parameters; the final single model (112 clusters, SE
 reduction 16): about 79M; the mixture of three of those: about 237M.
 
-`MixNeXtVladModel`: `mix_number` NeXtVLAD branches with logistic heads; their logits are mixed
-with softmax weights computed from the (BN'd) mean frame. While training, the on-line
-distillation term of the paper, `cl_lambda * mean_batch(sum_branch KL(softmax(mix_logit/T) ||
-softmax(branch_logit/T)))` with T = `cl_temperature`, is added with `add_loss`, so it is part of
-`model.losses` (as are the L2 penalties) and any trainer that adds `model.losses` to its label
-loss trains the model as published, except that the paper also adds each branch's own
-cross-entropy against the labels, which needs the labels: here branches learn through the mixture
-and the distillation term.
+As published (linrongc/youtube-8m nextvlad.py, video_level_models.py, scripts/*.sh): every
+weight drawn by `slim.variance_scaling_initializer()` (He, truncated normal: Keras' HeNormal),
+batch norm as slim's (decay 0.999), the logistic classifier with the L2 penalty (`l2_penalty`
+1e-5, the scripts' value) on its weights and biases.
+
+`MixNeXtVladModel` (scripts/train_mix_nextvlad_final_submission.sh): `mix_number` NeXtVLAD
+branches with logistic heads; their logits are mixed with softmax weights computed from the
+(BN'd) mean frame. While training, the on-line distillation term of the paper, `cl_lambda *
+mean_batch(sum_branch KL(softmax(mix_logit/T) || softmax(branch_logit/T)))` with T =
+`cl_temperature` (3 and 9 in the final script), is added with `add_loss`. When the trainer
+passes the labels (`model(inputs, training=True, labels=..., label_weights=...)`), each
+branch's own cross-entropy against the labels (their train.py adds it for every
+`aux_predictions`) is added with `add_loss` too (`branch_label_loss`), so a trainer that adds
+`model.losses` to its label loss trains the model as published. `branch_logits()` exposes the
+per-branch logits and the mixture's.
 """
 
 from __future__ import annotations
@@ -30,17 +37,22 @@ from keras import ops
 
 from yt8m.classifier.models.layers import (
     HEAD_DEFAULTS,
+    SLIM_BN_DECAY,
     SqueezeExcitationGating,
     Yt8mModel,
     frame_mask,
     layer_list,
     l2_normalize,
+    cross_entropy,
     make_classifier,
     masked_mean,
     set_layer_list,
+    slim_batch_norm,
     slim_l2,
 )
 
+NEXTVLAD_L2_PENALTY = 1e-5
+"""`--l2_penalty` of linrongc's run scripts (both NeXtVLAD and the mixture)."""
 KL_EPSILON = 1e-8
 """Added inside the logs of the distillation KL (as in the published code)."""
 
@@ -53,6 +65,7 @@ NEXTVLAD_DEFAULTS: dict[str, Any] = {
     "drop_rate": 0.5,
     **HEAD_DEFAULTS,
     "video_level_classifier_model": "LogisticModel",
+    "l2_penalty": NEXTVLAD_L2_PENALTY,
 }
 MIX_NEXTVLAD_DEFAULTS: dict[str, Any] = {
     "nextvlad_cluster_size": 112,
@@ -62,9 +75,11 @@ MIX_NEXTVLAD_DEFAULTS: dict[str, Any] = {
     "gating_reduction": 16,
     "drop_rate": 0.5,
     "mix_number": 3,
-    "cl_temperature": 2.0,
-    "cl_lambda": 1.0,
-    "l2_penalty": HEAD_DEFAULTS["l2_penalty"],
+    "cl_temperature": 3.0,
+    "cl_lambda": 9.0,
+    "branch_label_loss": True,
+    "l2_penalty": NEXTVLAD_L2_PENALTY,
+    "batch_norm_decay": SLIM_BN_DECAY,
 }
 
 
@@ -89,8 +104,8 @@ class NeXtVLADPool(keras.layers.Layer):
         self.cluster = keras.layers.Dense(
             self.groups * self.cluster_size, use_bias=False, kernel_initializer=he, name="cluster_weights"
         )
-        self.cluster_bn = keras.layers.BatchNormalization(name="cluster_bn")
-        self.vlad_bn = keras.layers.BatchNormalization(name="vlad_bn")
+        self.cluster_bn = slim_batch_norm("cluster_bn")
+        self.vlad_bn = slim_batch_norm("vlad_bn")
 
     def build(self, input_shape):
         self.expand.build((None, None, self.feature_size))
@@ -143,7 +158,7 @@ class NeXtVLADBackbone(keras.layers.Layer):
         self.hidden = keras.layers.Dense(
             hp["nextvlad_hidden_size"], use_bias=False, kernel_initializer=keras.initializers.HeNormal(), name="hidden1"
         )
-        self.hidden_bn = keras.layers.BatchNormalization(name="hidden1_bn")
+        self.hidden_bn = slim_batch_norm("hidden1_bn")
         self.gating = SqueezeExcitationGating(hp["gating_reduction"], name="se_gating")
 
     def build(self, input_shape):
@@ -170,7 +185,10 @@ class NeXtVLADModel(Yt8mModel):
     def __init__(self, num_classes, feature_sizes, max_frames, hparams, **kwargs):
         super().__init__(num_classes, feature_sizes, max_frames, hparams, "NeXtVLADModel", **kwargs)
         self.backbone = NeXtVLADBackbone(self.feature_sizes, self.hp, name="backbone")
-        self.classifier = make_classifier(num_classes, self.hp)
+        self.classifier = make_classifier(num_classes, self.hp, nextvlad_style=True)
+
+    def head_layers(self):
+        return [self.classifier]
 
     def forward(self, frames, num_frames, training):
         mask = frame_mask(num_frames, ops.shape(frames)[1])
@@ -188,7 +206,7 @@ class MixNeXtVladModel(Yt8mModel):
     def __init__(self, num_classes, feature_sizes, max_frames, hparams, **kwargs):
         super().__init__(num_classes, feature_sizes, max_frames, hparams, "MixNeXtVladModel", **kwargs)
         hp = self.hp
-        self.mix_bn = keras.layers.BatchNormalization(name="mix_weights_bn")
+        self.mix_bn = slim_batch_norm("mix_weights_bn")
         self.mix_weights = keras.layers.Dense(
             hp["mix_number"], kernel_initializer=keras.initializers.HeNormal(), name="mix_weights"
         )
@@ -199,12 +217,22 @@ class MixNeXtVladModel(Yt8mModel):
             self,
             "head",
             [
-                keras.layers.Dense(num_classes, kernel_regularizer=slim_l2(hp["l2_penalty"]), name=f"logistic_{m}")
+                keras.layers.Dense(
+                    num_classes,
+                    kernel_initializer=keras.initializers.HeNormal(),
+                    kernel_regularizer=slim_l2(hp["l2_penalty"]),
+                    bias_regularizer=slim_l2(hp["l2_penalty"]),
+                    name=f"logistic_{m}",
+                )
                 for m in range(hp["mix_number"])
             ],
         )
 
-    def forward(self, frames, num_frames, training):
+    def head_layers(self):
+        return layer_list(self, "head")
+
+    def branch_logits(self, frames, num_frames, training: bool = False):
+        """(mixture logits [B, C], every branch's logits [B, M, C]) for zero-padded frames."""
         mask = frame_mask(num_frames, ops.shape(frames)[1])
         weights = self.mix_bn(masked_mean(frames, mask), training=training)
         weights = ops.softmax(self.mix_weights(weights), axis=-1)  # [B, M]
@@ -212,9 +240,29 @@ class MixNeXtVladModel(Yt8mModel):
         branches = zip(layer_list(self, "branch"), layer_list(self, "head"))
         logits = ops.stack([head(branch(parts, mask, training=training)) for branch, head in branches], axis=1)  # [B, M, C]
         mix_logit = ops.sum(ops.expand_dims(weights, -1) * logits, axis=1)
+        return mix_logit, logits
+
+    def forward(self, frames, num_frames, training):
+        mix_logit, logits = self.branch_logits(frames, num_frames, training)
         if training:
             self.add_loss(self.distillation_loss(mix_logit, logits))
         return ops.sigmoid(mix_logit)
+
+    def forward_with_labels(self, frames, num_frames, training, labels, label_weights):
+        mix_logit, logits = self.branch_logits(frames, num_frames, training)
+        self.add_loss(self.distillation_loss(mix_logit, logits))
+        if self.hp["branch_label_loss"]:
+            self.add_loss(self.branch_loss(logits, labels, label_weights))
+        return ops.sigmoid(mix_logit)
+
+    def branch_loss(self, branch_logits, labels, label_weights=None):
+        """Sum over branches of the starter's cross-entropy of sigmoid(branch logits), averaged
+        over the batch (linrongc's train.py: `label_loss += loss(aux_prediction, labels)`)."""
+        probabilities = ops.sigmoid(branch_logits)
+        per_branch = [
+            ops.mean(cross_entropy(labels, probabilities[:, m, :], label_weights)) for m in range(self.hp["mix_number"])
+        ]
+        return ops.sum(ops.stack(per_branch))
 
     def distillation_loss(self, mix_logit, branch_logits):
         """cl_lambda * mean over the batch of sum over branches of KL(mixture || branch) at T."""

@@ -12,12 +12,14 @@ from __future__ import annotations
 from typing import Any
 
 import keras
+import tensorflow as tf
 from keras import ops
 
 from yt8m.classifier.models.layers import (
     DEFAULT_L2_PENALTY,
     DEFAULT_MOE_MIXTURES,
     HEAD_DEFAULTS,
+    SLIM_BN_DECAY,
     FrameSampler,
     LogisticHead,
     MoeHead,
@@ -29,15 +31,19 @@ from yt8m.classifier.models.layers import (
     masked_mean,
     normal_init,
     set_layer_list,
+    slim_batch_norm,
 )
 
 DBOF_POOLING = ("max", "average")
+DBOF_ACTIVATIONS = ("sigmoid", "relu6")
+"""`dbof_activation` values of google/youtube-8m frame_level_models.py (`DbofModel.ACT_FN_MAP`)."""
 
 LOGISTIC_DEFAULTS: dict[str, Any] = {"l2_penalty": DEFAULT_L2_PENALTY}
 MOE_DEFAULTS: dict[str, Any] = {
     "moe_num_mixtures": DEFAULT_MOE_MIXTURES,
     "moe_l2": DEFAULT_L2_PENALTY,
     "moe_prob_gating": False,
+    "batch_norm_decay": SLIM_BN_DECAY,
 }
 FRAME_LOGISTIC_DEFAULTS: dict[str, Any] = {"l2_penalty": DEFAULT_L2_PENALTY}
 DBOF_DEFAULTS: dict[str, Any] = {
@@ -47,12 +53,15 @@ DBOF_DEFAULTS: dict[str, Any] = {
     "dbof_cluster_size": 8192,
     "dbof_hidden_size": 1024,
     "dbof_pooling_method": "max",
+    "dbof_activation": "sigmoid",
     **HEAD_DEFAULTS,
 }
 LSTM_DEFAULTS: dict[str, Any] = {
     "lstm_cells": 1024,
     "lstm_layers": 2,
     "lstm_random_sequence": False,
+    "lstm_backward": False,
+    "lstm_full_state": False,
     "iterations": 30,
     **HEAD_DEFAULTS,
 }
@@ -66,6 +75,9 @@ class LogisticModel(Yt8mModel):
     def __init__(self, num_classes, feature_sizes, max_frames, hparams, **kwargs):
         super().__init__(num_classes, feature_sizes, max_frames, hparams, "LogisticModel", **kwargs)
         self.head = LogisticHead(num_classes, l2_penalty=self.hp["l2_penalty"], name="logistic")
+
+    def head_layers(self):
+        return [self.head]
 
     def forward(self, features, num_frames, training):
         return self.head(features, training=training)
@@ -86,6 +98,9 @@ class MoeModel(Yt8mModel):
             name="moe",
         )
 
+    def head_layers(self):
+        return [self.head]
+
     def forward(self, features, num_frames, training):
         return self.head(features, training=training)
 
@@ -97,6 +112,9 @@ class FrameLevelLogisticModel(Yt8mModel):
         super().__init__(num_classes, feature_sizes, max_frames, hparams, "FrameLevelLogisticModel", **kwargs)
         self.head = LogisticHead(num_classes, l2_penalty=self.hp["l2_penalty"], name="logistic")
 
+    def head_layers(self):
+        return [self.head]
+
     def forward(self, frames, num_frames, training):
         mask = frame_mask(num_frames, ops.shape(frames)[1])
         return self.head(masked_mean(frames, mask), training=training)
@@ -104,7 +122,9 @@ class FrameLevelLogisticModel(Yt8mModel):
 
 class DbofModel(Yt8mModel):
     """Deep Bag of Frames (starter): sample frames, BN, project to `dbof_cluster_size` units with
-    BN + relu6, pool over frames (max by default), hidden layer with BN + relu6, video classifier.
+    BN + activation, pool over frames (max by default), hidden layer with BN + activation, video
+    classifier. `dbof_activation` is google/youtube-8m frame_level_models.py's flag: `sigmoid`
+    (its default today) or `relu6` (the 2017 starter's only choice). Batch norm as slim's.
 
     Training samples `iterations` frames (random frames with replacement when
     `sample_random_frames`, else a random contiguous sequence); inference takes `iterations`
@@ -118,11 +138,11 @@ class DbofModel(Yt8mModel):
         bn = hp["dbof_add_batch_norm"]
         d, k, h = self.feature_size, hp["dbof_cluster_size"], hp["dbof_hidden_size"]
         self.sampler = FrameSampler(hp["iterations"], hp["sample_random_frames"], inference="sample")
-        self.input_bn = keras.layers.BatchNormalization(name="input_bn") if bn else None
+        self.input_bn = slim_batch_norm("input_bn") if bn else None
         self.cluster = keras.layers.Dense(
             k, use_bias=not bn, kernel_initializer=normal_init(d), bias_initializer=normal_init(d), name="cluster"
         )
-        self.cluster_bn = keras.layers.BatchNormalization(name="cluster_bn") if bn else None
+        self.cluster_bn = slim_batch_norm("cluster_bn") if bn else None
         self.hidden = keras.layers.Dense(
             h,
             use_bias=not bn,
@@ -130,8 +150,11 @@ class DbofModel(Yt8mModel):
             bias_initializer=keras.initializers.RandomNormal(stddev=0.01),
             name="hidden1",
         )
-        self.hidden_bn = keras.layers.BatchNormalization(name="hidden1_bn") if bn else None
+        self.hidden_bn = slim_batch_norm("hidden1_bn") if bn else None
         self.classifier = make_classifier(num_classes, hp)
+
+    def head_layers(self):
+        return [self.classifier]
 
     def forward(self, frames, num_frames, training):
         frames, mask = self.sampler(frames, num_frames, training=training)
@@ -141,7 +164,7 @@ class DbofModel(Yt8mModel):
         x = self.cluster(x)
         if self.cluster_bn is not None:
             x = self.cluster_bn(x, training=training, mask=mask)
-        x = ops.relu6(x)
+        x = self.activation(x)
         if self.hp["dbof_pooling_method"] == "max":
             pooled = masked_max(x, mask)
         else:
@@ -149,15 +172,23 @@ class DbofModel(Yt8mModel):
         hidden = self.hidden(pooled)
         if self.hidden_bn is not None:
             hidden = self.hidden_bn(hidden, training=training)
-        hidden = ops.relu6(hidden)
+        hidden = self.activation(hidden)
         return self.classifier(hidden, training=training)
+
+    def activation(self, x):
+        return ops.sigmoid(x) if self.hp["dbof_activation"] == "sigmoid" else ops.relu6(x)
 
 
 class LstmModel(Yt8mModel):
-    """Stacked LSTMs (`lstm_layers` x `lstm_cells`) over the valid frames; the last layer's
-    output at the last valid frame goes to the video classifier (starter: `state[-1].h`).
+    """Stacked LSTMs (`lstm_layers` x `lstm_cells`, forget-gate bias 1 as TF1's BasicLSTMCell)
+    over the valid frames; the last layer's output at the last valid frame goes to the video
+    classifier (google/youtube-8m frame_level_models.py: `state[-1].h`).
 
-    `lstm_random_sequence` (WILLOW) trains on `iterations` sorted random frames instead.
+    WILLOW options (antoine77340/Youtube-8M-WILLOW frame_level_models.py `LstmModel`):
+    `lstm_full_state` feeds the whole final state of every layer to the classifier, [c, h] per
+    layer concatenated layer after layer (BasicLSTMCell and MultiRNNCell with
+    `state_is_tuple=False`), 4 x `lstm_cells` wide for 2 layers; `lstm_backward` reads the valid
+    frames in reverse; `lstm_random_sequence` trains on `iterations` sorted random frames.
     """
 
     def __init__(self, num_classes, feature_sizes, max_frames, hparams, **kwargs):
@@ -168,6 +199,7 @@ class LstmModel(Yt8mModel):
             keras.layers.LSTM(
                 hp["lstm_cells"],
                 return_sequences=i < hp["lstm_layers"] - 1,
+                return_state=True,
                 unit_forget_bias=True,
                 name=f"lstm_{i}",
             )
@@ -176,13 +208,23 @@ class LstmModel(Yt8mModel):
         set_layer_list(self, "lstm", rnns)
         self.classifier = make_classifier(num_classes, hp)
 
+    def head_layers(self):
+        return [self.classifier]
+
     def forward(self, frames, num_frames, training):
         if self.hp["lstm_random_sequence"]:
             frames, mask = self.sampler(frames, num_frames, training=training)
         else:
             mask = frame_mask(num_frames, ops.shape(frames)[1])
+        if self.hp["lstm_backward"]:
+            lengths = ops.cast(ops.sum(mask, axis=1), "int32")
+            frames = tf.reverse_sequence(frames, lengths, seq_axis=1, batch_axis=0)
         bool_mask = ops.cast(mask, "bool")
         x = frames
+        states = []
         for rnn in layer_list(self, "lstm"):
-            x = rnn(x, mask=bool_mask, training=training)
+            x, h, c = rnn(x, mask=bool_mask, training=training)
+            states.extend([c, h])
+        if self.hp["lstm_full_state"]:
+            return self.classifier(ops.concatenate(states, axis=-1), training=training)
         return self.classifier(x, training=training)

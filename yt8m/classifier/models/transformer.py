@@ -1,13 +1,14 @@
-"""A BERT-style transformer encoder over frames (YT8M 2019, 9th place: Shao & Liu, "BERT for
-large-scale video segment classification with test-time augmentation").
+"""yt8m's own BERT-style transformer encoder over frames (`TransformerModel`). It is NOT the 2019
+9th place's model (that one is `Bert` / `BertCross` in bert9.py, which runs BERT directly on the
+1152-d frames); it adds what a BERT for sequences usually has.
 
 Frames are projected to `bert_hidden_size`, get learned position embeddings (and a learned
 [CLS] token in front when `bert_pooling="first"`), then `bert_num_layers` post-LayerNorm
-encoder layers (multi-head self-attention over the valid frames, GELU feed-forward of
+encoder layers (multi-head self-attention over the valid frames, exact-GELU feed-forward of
 `bert_intermediate_size`, dropout `bert_dropout`). The video vector is the [CLS] output through
 BERT's tanh pooler (`first`), the mean of the valid frame outputs (`mean`), or the output of a
 learned query attending over the frames (`cross_attention`); a video-level classifier follows.
-The paper reports 2-3 layers and 8-12 heads; the defaults here are 2 layers, 8 heads, hidden 1024.
+Defaults: 2 layers, 8 heads, hidden 1024. `EncoderLayer` is shared with bert9.py.
 """
 
 from __future__ import annotations
@@ -49,20 +50,33 @@ def _init() -> keras.initializers.Initializer:
 
 
 class EncoderLayer(keras.layers.Layer):
-    """One post-LN transformer encoder layer: x = LN(x + MHA(x)); x = LN(x + FFN(x))."""
+    """One post-LN transformer encoder layer: x = LN(x + MHA(x)); x = LN(x + FFN(x)).
 
-    def __init__(self, hidden: int, heads: int, intermediate: int, dropout: float, **kwargs):
+    `attention_mask` [B, T, T] says which keys each query may attend to. `approximate_gelu`
+    uses the tanh form of GELU (Google BERT's modeling.py) instead of the exact one.
+    """
+
+    def __init__(
+        self, hidden: int, heads: int, intermediate: int, dropout: float, approximate_gelu: bool = False, **kwargs
+    ):
         super().__init__(**kwargs)
         self.hidden = int(hidden)
+        self.approximate_gelu = bool(approximate_gelu)
         self.attention = keras.layers.MultiHeadAttention(
             num_heads=heads, key_dim=hidden // heads, dropout=dropout, kernel_initializer=_init(), name="attention"
         )
         self.attention_dropout = keras.layers.Dropout(dropout)
         self.attention_norm = keras.layers.LayerNormalization(epsilon=LAYER_NORM_EPSILON, name="attention_norm")
-        self.intermediate = keras.layers.Dense(intermediate, activation="gelu", kernel_initializer=_init(), name="intermediate")
+        self.intermediate = keras.layers.Dense(
+            intermediate, activation=self._gelu, kernel_initializer=_init(), name="intermediate"
+        )
         self.output_dense = keras.layers.Dense(hidden, kernel_initializer=_init(), name="output")
         self.output_dropout = keras.layers.Dropout(dropout)
         self.output_norm = keras.layers.LayerNormalization(epsilon=LAYER_NORM_EPSILON, name="output_norm")
+
+    def _gelu(self, x):
+        # Google BERT's modeling.py uses the tanh approximation; Keras' "gelu" is the exact erf form.
+        return keras.activations.gelu(x, approximate=self.approximate_gelu)
 
     def build(self, input_shape):
         shape = (None, None, self.hidden)
@@ -118,6 +132,9 @@ class TransformerModel(Yt8mModel):
         elif self.pooling == "cross_attention":
             self.query = self.add_weight(shape=(1, 1, hidden), initializer=_init(), name="pool_query")
         self.built = True
+
+    def head_layers(self):
+        return [self.classifier]
 
     def forward(self, frames, num_frames, training):
         batch, length = ops.shape(frames)[0], ops.shape(frames)[1]

@@ -8,10 +8,15 @@ from __future__ import annotations
 
 import csv
 import os
+import re
+from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from yt8m.core import Yt8mError
+from yt8m.data.files import write_text
+from yt8m.data.records import list_record_files, validate_label_map_lines
 from yt8m.downloads import OfficialFile, fetch, resolve
 
 VOCABULARY_FILE = OfficialFile(
@@ -39,6 +44,9 @@ SEGMENT_CLASSES_FILE = OfficialFile(
     option="--segment-classes",
 )
 UNNAMED = "???"  # how the label map writes classes without a name
+LABEL_MAP_FILENAME = "label_map.txt"  # a model's own class names (train dir, export assets)
+LABEL_MAP_SUFFIX = ".label_map.txt"  # beside records: OUT.tfrecord -> OUT.label_map.txt
+_SHARD_SUFFIX = re.compile(r"-\d{5}-of-\d{5}$")  # OUT-00000-of-00004 (data.shards.SHARD_PATTERN)
 
 
 @dataclass
@@ -85,27 +93,67 @@ def load_vocabulary_csv(path: str | os.PathLike) -> Vocabulary:
     return Vocabulary(names=names, verticals=verticals, source=str(path))
 
 
-def load_label_map(path: str | os.PathLike) -> Vocabulary:
-    """Read a label map: one class name per line, line number = class index."""
+def read_label_map(path: str | os.PathLike) -> list[str]:
+    """Class names in index order, one per line (trailing empty lines ignored, a leading BOM dropped).
+
+    The one label-map reader of the project (extract, train, export, classify). A name other than
+    the unnamed marker (`???`, used by MediaPipe's map) may appear only once: two classes with one
+    name could not be told apart in a labels CSV or in the scores.
+    """
     path = Path(path)
     try:
-        names = path.read_text(encoding="utf-8").splitlines()
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        raise Yt8mError(f"{path}: label map not found") from None
     except (OSError, UnicodeDecodeError) as error:
-        raise Yt8mError(f"{path}: cannot read label map ({error})") from None
-    while names and not names[-1].strip():
-        names.pop()
+        raise Yt8mError(f"{path}: cannot read the label map ({error})") from None
+    names = validate_label_map_lines(lines, str(path))  # BOM dropped, a blank line inside refused
     if not names:
-        raise Yt8mError(f"{path}: the label map is empty")
-    return Vocabulary(names=[name.strip() for name in names], source=str(path))
+        raise Yt8mError(f"{path}: label map is empty (expected one class name per line)")
+    counts = Counter(name for name in names if name and name != UNNAMED)
+    duplicates = sorted(name for name, count in counts.items() if count > 1)
+    if duplicates:
+        raise Yt8mError(f"{path}: label map names {duplicates[:5]} more than once")
+    return names
 
 
-def save_label_map(path: str | os.PathLike, names: list[str]) -> Path:
-    """Write a label map (one name per line) via a temporary name."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text("".join(f"{name}\n" for name in names), encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+def write_label_map(path: str | os.PathLike, names: Sequence[str]) -> Path:
+    """Write class names one per line, in index order (atomically: temp name, fsync, rename)."""
+    bad = [name for name in names if "\n" in name or "\r" in name]
+    if bad:
+        raise Yt8mError(f"{path}: class name {bad[0]!r} contains a line break")
+    return write_text(path, "".join(f"{name}\n" for name in names))
+
+
+def label_map_path_for(records: str | os.PathLike) -> Path:
+    """Where the label map of a record file lives: OUT.tfrecord -> OUT.label_map.txt."""
+    return Path(records).with_suffix(LABEL_MAP_SUFFIX)
+
+
+def find_label_map(records: str | os.PathLike | Sequence[str | os.PathLike]) -> Path | None:
+    """The label map saved beside the record files (`OUT.label_map.txt`, also for `OUT-00000-of-000NN`
+    shards), when they share exactly one; None otherwise."""
+    patterns = [records] if isinstance(records, (str, os.PathLike)) else list(records)
+    found: set[Path] = set()
+    for pattern in patterns:
+        for name in list_record_files(str(pattern)):
+            path = Path(name)
+            stems = [path.with_suffix("")]
+            if _SHARD_SUFFIX.search(stems[0].name):
+                stems.append(stems[0].with_name(_SHARD_SUFFIX.sub("", stems[0].name)))
+            for stem in stems:
+                candidate = stem.with_name(stem.name + LABEL_MAP_SUFFIX)
+                if candidate.is_file():
+                    found.add(candidate)
+    return found.pop() if len(found) == 1 else None
+
+
+def load_label_map(path: str | os.PathLike) -> Vocabulary:
+    """A label map as a `Vocabulary` (see `read_label_map`)."""
+    return Vocabulary(names=read_label_map(path), source=str(path))
+
+
+save_label_map = write_label_map  # the old name, kept until every caller uses write_label_map
 
 
 def load_vocabulary(path: str | os.PathLike | None = None, download: bool = False) -> Vocabulary:

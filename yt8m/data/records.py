@@ -11,12 +11,15 @@ from __future__ import annotations
 import glob
 import os
 import re
-from collections.abc import Iterable, Iterator
+import struct
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from yt8m._tf import import_tensorflow_quietly
 from yt8m.core import AUDIO_SIZE, RGB_SIZE, VideoFeatures, Yt8mError
 
 ID_KEY = "id"
@@ -31,17 +34,17 @@ SEGMENT_KEYS = ("segment_start_times", "segment_end_times", "segment_labels", "s
 EXTRA_PREFIX = "yt8m_"
 KNOWN_CONTEXT_KEYS = {ID_KEY, LEGACY_ID_KEY, LABELS_KEY, MEAN_RGB_KEY, MEAN_AUDIO_KEY, *SEGMENT_KEYS}
 
-SHARD_PATTERN = "{stem}-{index:05d}-of-{count:05d}{suffix}"
-_SHARD_RE = re.compile(r"^(?P<stem>.+)-(?P<index>\d{5})-of-(?P<count>\d{5})(?P<suffix>\.[^.]*)?$")
-_COMPLETE_MARK = ".complete"  # a closed shard waiting for the final count in its name
-_TMP_MARK = ".inprogress"
 MIN_RECORD_BYTES = 16  # length (8) + length CRC (4) + data CRC (4): the smallest TFRecord entry
+_HEADER_BYTES = 12  # uint64 length + masked CRC-32C of the length
+_FOOTER_BYTES = 4  # masked CRC-32C of the data
+MAX_LABEL = 2**31 - 1  # the largest class index a label may have (records store int64, models int32 one-hots)
+BOM = "\ufeff"
+# Characters a video id may not hold: they would break the Kaggle CSV (`VideoId,LabelConfidencePairs`).
+_BAD_ID_CHARS = re.compile(r'[,"\x00-\x1f\x7f]')
 
 
 def _tf():
-    from yt8m._tf import import_tensorflow_quietly  # lazy: keeps `yt8m --help` fast
-
-    return import_tensorflow_quietly()
+    return import_tensorflow_quietly()  # imported on first use: keeps `yt8m --help` fast
 
 
 def _bytes_feature(values: Iterable[bytes]):
@@ -70,6 +73,7 @@ def _extra_feature(value: Any):
 
 
 def _check_frames(features: VideoFeatures) -> None:
+    check_video_id(features.video_id)
     rgb, audio = np.asarray(features.rgb), np.asarray(features.audio)
     if rgb.dtype != np.uint8 or audio.dtype != np.uint8:
         raise Yt8mError(f"video {features.video_id!r}: rgb/audio must be uint8 (quantized)")
@@ -79,6 +83,9 @@ def _check_frames(features: VideoFeatures) -> None:
         raise Yt8mError(
             f"video {features.video_id!r}: rgb has {rgb.shape[0]} frames but audio has {audio.shape[0]}"
         )
+    if rgb.shape[0] == 0:
+        raise Yt8mError(f"video {features.video_id!r}: has zero frames; a frame-level record needs at least one")
+    check_labels(features.labels, f"video {features.video_id!r}")
 
 
 def to_sequence_example(features: VideoFeatures):
@@ -129,7 +136,7 @@ def to_video_level_example(features: VideoFeatures):
 
 def serialize(features: VideoFeatures) -> bytes:
     """Serialized frame-level SequenceExample bytes of one video."""
-    return to_sequence_example(features).SerializeToString()
+    return to_sequence_example(features).SerializeToString(deterministic=True)
 
 
 def _feature_values(feature) -> list:
@@ -162,8 +169,8 @@ def parse_record(
     """Parse and validate one serialized frame-level SequenceExample or video-level Example.
 
     Video-level records come back with zero frames and `mean_rgb`/`mean_audio` set. Raises
-    `Yt8mError` naming `source` and `index` for wrong byte lengths, rgb/audio length mismatch or a
-    missing id.
+    `Yt8mError` naming `source` and `index` for wrong byte lengths, rgb/audio length mismatch, a
+    missing, empty or CSV-breaking id (`check_video_id`) or a frame-level record with zero frames.
     """
     tf = _tf()
     where = f"{source}: record {index}"
@@ -176,6 +183,7 @@ def parse_record(
     if id_key is None or not context[id_key].bytes_list.value:
         raise Yt8mError(f"{where}: missing the video id (context 'id' or 'video_id')")
     video_id = context[id_key].bytes_list.value[0].decode("utf-8", errors="replace")
+    check_video_id(video_id, where)
     where = f"{source}: record {index} (id {video_id!r})"
 
     lists = proto.feature_lists.feature_list
@@ -187,6 +195,8 @@ def parse_record(
             raise Yt8mError(f"{where}: has no '{missing}' feature list")
         if rgb.shape[0] != audio.shape[0]:
             raise Yt8mError(f"{where}: 'rgb' has {rgb.shape[0]} frames but 'audio' has {audio.shape[0]}")
+        if rgb.shape[0] == 0:
+            raise Yt8mError(f"{where}: has zero frames")
     else:
         rgb = np.zeros((0, rgb_size), dtype=np.uint8)
         audio = np.zeros((0, audio_size), dtype=np.uint8)
@@ -274,14 +284,184 @@ def list_record_files(pattern: str | os.PathLike) -> list[str]:
     return files
 
 
-def iterate_raw_records(path: str) -> Iterator[bytes]:
-    """Yield the serialized records of one TFRecord file; corrupt or truncated data -> `Yt8mError`."""
+def _crc32c_table() -> list[int]:
+    table = []
+    for byte in range(256):
+        crc = byte
+        for _ in range(8):
+            crc = (crc >> 1) ^ 0x82F63B78 if crc & 1 else crc >> 1
+        table.append(crc)
+    return table
+
+
+_CRC32C_TABLE = _crc32c_table()
+
+
+def _masked_crc32c(data: bytes) -> int:
+    """TFRecord's masked CRC-32C (Castagnoli); used on the 8-byte length headers only (pure Python)."""
+    crc = 0xFFFFFFFF
+    for byte in data:
+        crc = _CRC32C_TABLE[(crc ^ byte) & 0xFF] ^ (crc >> 8)
+    crc ^= 0xFFFFFFFF
+    return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
+
+
+@dataclass(frozen=True)
+class RecordLayout:
+    """Where the complete records of a local TFRecord file end, and what (if anything) follows them.
+
+    `count` complete records occupy bytes [0, `end`); `problem` is None when the file ends exactly
+    there, else "truncated" or "corrupted" (a length header whose checksum does not match, or a
+    record whose data checksum fails: then `end` is -1).
+    """
+
+    path: str
+    size: int
+    count: int
+    end: int
+    problem: str | None
+
+    @property
+    def complete(self) -> bool:
+        return self.problem is None
+
+    def error(self) -> Yt8mError:
+        return Yt8mError(f"{self.path}: not a valid TFRecord file: {self.problem} at record {self.count}")
+
+
+def record_layout(path: str | os.PathLike) -> RecordLayout:
+    """Walk a local TFRecord file's length headers with seeks (no parsing, data checksums unread).
+
+    Cheap even for large shards: 12 bytes read per record. Finds files cut inside a header or a
+    record, and garbage where a header should be.
+    """
+    path = str(path)
+    try:
+        size = os.path.getsize(path)
+        handle = open(path, "rb")
+    except FileNotFoundError:
+        raise Yt8mError(f"{path}: no such file") from None
+    except PermissionError:
+        raise Yt8mError(f"{path}: permission denied") from None
+    except IsADirectoryError:
+        raise Yt8mError(f"{path}: is a folder, not a TFRecord file") from None
+    count = offset = 0
+    with handle:
+        while offset < size:
+            header = handle.read(_HEADER_BYTES)
+            if len(header) < _HEADER_BYTES:
+                return RecordLayout(path, size, count, offset, "truncated")
+            length, length_crc = struct.unpack("<QI", header)
+            if _masked_crc32c(header[:8]) != length_crc:
+                return RecordLayout(path, size, count, offset, "corrupted")
+            following = offset + _HEADER_BYTES + length + _FOOTER_BYTES
+            if following > size:
+                return RecordLayout(path, size, count, offset, "truncated")
+            handle.seek(following)
+            offset = following
+            count += 1
+    return RecordLayout(path, size, count, offset, None)
+
+
+def _is_local(path: str) -> bool:
+    return "://" not in path
+
+
+def count_records(path: str | os.PathLike) -> int:
+    """Number of records in a local TFRecord file; a truncated or corrupt file -> `Yt8mError`."""
+    layout = record_layout(path)
+    if not layout.complete:
+        raise layout.error()
+    return layout.count
+
+
+def check_record_files(files: Iterable[str | os.PathLike]) -> None:
+    """Refuse, before any reading, a local file that does not end exactly after its last record.
+
+    Meant for the tf.data readers (train / eval / predict / inspect): TensorFlow stops silently at a
+    file cut inside a record header, so such a file would pass with records missing. Remote
+    files (`gs://...`) are skipped.
+    """
+    for path in files:
+        if _is_local(str(path)):
+            count_records(path)
+
+
+def check_video_id(video_id: str, where: str = "") -> str:
+    """Return `video_id` if a record and the Kaggle CSV can hold it; `Yt8mError` otherwise.
+
+    Refused: an empty id, and ids with a comma, a double quote or a control character (newline,
+    tab ...): the predictions CSV is `VideoId,LabelConfidencePairs` without quoting.
+    """
+    prefix = f"{where}: " if where else ""
+    if not video_id:
+        raise Yt8mError(f"{prefix}empty video id")
+    bad = _BAD_ID_CHARS.search(video_id)
+    if bad:
+        raise Yt8mError(
+            f"{prefix}video id {video_id!r} contains {bad.group()!r}; ids may not hold commas, quotes "
+            "or control characters (rename the file or use another id)"
+        )
+    return video_id
+
+
+def check_labels(labels: Iterable[Any], where: str = "", num_classes: int | None = None) -> tuple[int, ...]:
+    """Class indices as ints, refusing before any work what a record cannot hold or a model cannot use.
+
+    Accepts ints or their decimal text ("12"); refused: other text ("1e20", "1.5", "x"), negative
+    numbers, and indices >= `num_classes` (when known) or beyond MAX_LABEL.
+    """
+    prefix = f"{where}: " if where else ""
+    limit = num_classes if num_classes is not None else MAX_LABEL + 1
+    out = []
+    for label in labels:
+        text = str(label).strip()
+        if isinstance(label, bool) or not re.fullmatch(r"\d+", text):
+            raise Yt8mError(f"{prefix}label {text!r} is not a class index (a whole number >= 0)")
+        value = int(text)
+        if value >= limit:
+            bound = f"the {num_classes} classes (0..{num_classes - 1})" if num_classes is not None else f"{MAX_LABEL}"
+            raise Yt8mError(f"{prefix}label {value} is out of range: more than {bound}")
+        out.append(value)
+    return tuple(out)
+
+
+def validate_label_map_lines(lines: Sequence[str], source: str = "label map") -> list[str]:
+    """Class names of a label map's lines: the rule every label-map reader should apply.
+
+    A UTF-8 byte-order mark before the first name is dropped (Windows editors add one); trailing
+    empty lines are ignored; a blank line between names is refused, since it would silently shift
+    every later class by one (an unnamed class is written `???`, as in MediaPipe's map).
+    """
+    names = [line.strip() for line in lines]
+    if names and names[0].startswith(BOM):
+        names[0] = names[0][len(BOM):].strip()
+    while names and not names[-1]:
+        names.pop()
+    for number, name in enumerate(names, start=1):
+        if not name:
+            raise Yt8mError(
+                f"{source}: line {number} is blank; every class index needs a name (write ??? for an unnamed class)"
+            )
+    return names
+
+
+def iterate_raw_records(path: str, limit: int | None = None) -> Iterator[bytes]:
+    """Yield the serialized records of one TFRecord file; corrupt or truncated data -> `Yt8mError`.
+
+    A local file is first checked to end exactly after its last record (TensorFlow alone accepts a
+    file cut inside a record header). `limit`: read only the first `limit` records (used to recover
+    the complete records of a partial file, see `complete_records`).
+    """
     tf = _tf()
-    if "://" not in path and os.path.isfile(path) and 0 < os.path.getsize(path) < MIN_RECORD_BYTES:
-        raise Yt8mError(f"{path}: not a valid TFRecord file: truncated at record 0")
+    if _is_local(path) and limit is None:
+        count_records(path)
     index = 0
     try:
-        for record in tf.data.TFRecordDataset(path).as_numpy_iterator():
+        dataset = tf.data.TFRecordDataset(path)
+        if limit is not None:
+            dataset = dataset.take(limit)
+        for record in dataset.as_numpy_iterator():
             yield record
             index += 1
     except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as error:
@@ -294,160 +474,25 @@ def iterate_raw_records(path: str) -> Iterator[bytes]:
         raise Yt8mError(f"{path}: permission denied") from None
 
 
+def complete_records(path: str | os.PathLike) -> tuple[list[bytes], RecordLayout]:
+    """The complete records at the start of a possibly cut local file (a killed writer's partial file).
+
+    A TFRecord file is readable up to its last complete record: the records before the cut (or
+    before the first record whose data checksum fails) are returned with the file's layout, whose
+    `problem` is set when anything after them was dropped.
+    """
+    layout = record_layout(path)
+    records: list[bytes] = []
+    try:
+        for data in iterate_raw_records(str(path), limit=layout.count):
+            records.append(data)
+    except Yt8mError:
+        layout = RecordLayout(layout.path, layout.size, len(records), -1, "corrupted")
+    return records, layout
+
+
 def read_records(pattern: str | os.PathLike, rgb_size: int = RGB_SIZE, audio_size: int = AUDIO_SIZE) -> Iterator[VideoFeatures]:
     """Parse and validate every record of every file matching `pattern`, in file order."""
     for path in list_record_files(pattern):
         for index, data in enumerate(iterate_raw_records(path)):
             yield parse_record(data, source=path, index=index, rgb_size=rgb_size, audio_size=audio_size)
-
-
-def shard_name(out_path: str | os.PathLike, index: int, count: int) -> Path:
-    """`OUT-00000-of-00003.tfrecord` for shard `index` of `count` next to `out_path`."""
-    out = Path(out_path)
-    return out.with_name(SHARD_PATTERN.format(stem=out.stem, index=index, count=count, suffix=out.suffix))
-
-
-class ShardWriter:
-    """Write records to one file or to shards of `shard_size` records, never exposing partial files.
-
-    The file being written is `.NAME.inprogress`; a full shard becomes `.STEM-00000.complete`
-    until `close()` knows the shard count and renames every shard to `STEM-00000-of-000NN.tfrecord`
-    (or the single output to `out_path`). `abort()` removes the in-progress file only, so complete
-    shards survive an interruption. With `resume=True` the complete shards of an earlier run are
-    kept and the new records are added after them (a single output file is copied forward);
-    without it, `close()` replaces whatever an earlier run left under the same name.
-    """
-
-    def __init__(self, out_path: str | os.PathLike, shard_size: int | None = None, resume: bool = False) -> None:
-        if shard_size is not None and shard_size < 1:
-            raise Yt8mError(f"shard size must be >= 1, got {shard_size}")
-        self.out_path = Path(out_path)
-        self.shard_size = shard_size
-        self.out_path.parent.mkdir(parents=True, exist_ok=True)
-        self._writer = None
-        self._current: Path | None = None
-        self._in_shard = 0
-        self._finished: list[Path] = []
-        self.records_written = 0
-        if resume and shard_size:
-            self._finished = complete_shards(self.out_path)
-        elif resume and self.out_path.exists():
-            for data in iterate_raw_records(str(self.out_path)):
-                self.write_serialized(data)
-
-    def _open(self) -> None:
-        tf = _tf()
-        index = len(self._finished)
-        name = f".{self.out_path.stem}-{index:05d}" if self.shard_size else f".{self.out_path.name}"
-        self._current = self.out_path.with_name(name + _TMP_MARK)
-        self._writer = tf.io.TFRecordWriter(str(self._current))
-        self._in_shard = 0
-
-    def _finish_current(self) -> None:
-        if self._writer is None or self._current is None:
-            return
-        self._writer.close()
-        done = self._current.with_name(self._current.name[: -len(_TMP_MARK)] + _COMPLETE_MARK)
-        os.replace(self._current, done)
-        self._finished.append(done)
-        self._writer = None
-        self._current = None
-
-    def write(self, features: VideoFeatures) -> None:
-        self.write_serialized(serialize(features))
-
-    def write_serialized(self, data: bytes) -> None:
-        if self._writer is None:
-            self._open()
-        self._writer.write(data)
-        self._in_shard += 1
-        self.records_written += 1
-        if self.shard_size and self._in_shard >= self.shard_size:
-            self._finish_current()
-
-    def close(self) -> list[Path]:
-        """Finish the last shard and give every shard its final name; returns the final paths."""
-        if self._writer is None and not self._finished and not self.shard_size:
-            self._open()  # an empty run still produces a (valid, empty) file
-        self._finish_current()
-        if not self.shard_size:
-            os.replace(self._finished[0], self.out_path)
-            return [self.out_path]
-        for _, stale in _shard_files(self.out_path):
-            if stale not in self._finished:
-                stale.unlink()
-        count = len(self._finished)
-        finals = []
-        for index, path in enumerate(self._finished):
-            final = shard_name(self.out_path, index, count)
-            os.replace(path, final)
-            finals.append(final)
-        return finals
-
-    def abort(self) -> None:
-        """Drop the record file being written; complete shards stay for `--resume`."""
-        if self._writer is not None:
-            self._writer.close()
-            self._writer = None
-        if self._current is not None and self._current.exists():
-            self._current.unlink()
-        self._current = None
-
-    def __enter__(self) -> "ShardWriter":
-        return self
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is None:
-            self.close()
-        else:
-            self.abort()
-
-
-def _shard_files(out: Path) -> list[tuple[int, Path]]:
-    """Every shard file (final or `.complete`) an earlier run left for `out`, as (index, path)."""
-    if not out.parent.exists():
-        return []
-    found: list[tuple[int, Path]] = []
-    for path in out.parent.iterdir():
-        match = _SHARD_RE.match(path.name)
-        if match and match["stem"] == out.stem and (match["suffix"] or "") == out.suffix:
-            found.append((int(match["index"]), path))
-        elif path.name.startswith(f".{out.stem}-") and path.name.endswith(_COMPLETE_MARK):
-            digits = path.name[len(out.stem) + 2 : -len(_COMPLETE_MARK)]
-            if digits.isdigit():
-                found.append((int(digits), path))
-    return sorted(found)
-
-
-def complete_shards(out_path: str | os.PathLike) -> list[Path]:
-    """Complete shards of an earlier run for `out_path` (final names and `.complete` ones), in order.
-
-    They are renamed to consecutive `.complete` names so that the next `close()` renumbers the
-    whole set consistently (two-phase, so no rename can overwrite another shard).
-    """
-    out = Path(out_path)
-    found = _shard_files(out)
-    staged = []
-    for position, (_, path) in enumerate(found):
-        stage = out.with_name(f".{out.stem}-{position:05d}.renaming")
-        os.replace(path, stage)
-        staged.append(stage)
-    shards = []
-    for position, stage in enumerate(staged):
-        pending = out.with_name(f".{out.stem}-{position:05d}{_COMPLETE_MARK}")
-        os.replace(stage, pending)
-        shards.append(pending)
-    return shards
-
-
-def existing_ids(out_path: str | os.PathLike) -> set[str]:
-    """Video ids already written to complete shards (or the complete single file) of `out_path`."""
-    out = Path(out_path)
-    files = [str(path) for _, path in _shard_files(out)]
-    if out.exists():
-        files.append(str(out))
-    ids: set[str] = set()
-    for path in files:
-        for index, data in enumerate(iterate_raw_records(path)):
-            ids.add(parse_record(data, source=path, index=index).video_id)
-    return ids

@@ -8,8 +8,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from yt8m.classifier.records import iterate_raw_records, list_record_files, parse_record
-from yt8m.core import Yt8mError
+from yt8m.data.records import iterate_raw_records, list_record_files, parse_record
+from yt8m.core import WEIGHTS_RANDOM, Yt8mError
 
 
 @dataclass
@@ -108,7 +108,7 @@ def _count(summary: RecordSummary, video) -> None:
         summary.segment_positive += sum(1 for score in video.segment_scores if score > 0)
         summary.segment_label_counts.update(video.segment_labels)
     extras = video.extras
-    if extras.get("weights") == "random":
+    if extras.get("weights") == WEIGHTS_RANDOM:
         summary.random_weight_videos += 1
     if "yt8m_compatible" in extras and not int(extras["yt8m_compatible"]):
         summary.not_yt8m_compatible += 1
