@@ -297,6 +297,15 @@ print(json.dumps({"start-up": loaded - spawned, "total": time.time() - spawned})
 """
 
 
+def _device() -> str:
+    """The device TensorFlow places the networks on: its GPUs when it sees any, else the CPU."""
+    from yt8m._tf import import_tensorflow_quietly
+
+    tf = import_tensorflow_quietly()
+    gpus = tf.config.list_logical_devices("GPU")
+    return f"{len(gpus)} GPU(s) ({', '.join(g.name for g in gpus)})" if gpus else f"CPU ({os.cpu_count()} cores)"
+
+
 def _load_rgb_only(weights: str = "random"):
     """What the old extractor loaded: the frame network and its PCA (no VGGish)."""
     from yt8m._tf import import_tensorflow_quietly
@@ -409,6 +418,7 @@ def main() -> None:
         folder = Path(scratch)
         print(f"cpu cores: {os.cpu_count()}  load average: {os.getloadavg()[0]:.2f}")
         if not args.skip_speed:
+            print(f"networks run on: {_device()} (frames/s below are of this device; decoding is on CPU threads)")
             started = time.perf_counter()
             videos = make_videos(folder, args.videos, args.seconds, args.size, args.source_fps)
             print(f"generated {args.videos} x {args.seconds:g} s videos, {args.size[0]}x{args.size[1]} "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 import subprocess
 import sys
 from dataclasses import replace
@@ -14,6 +15,7 @@ import tensorflow as tf
 import yt8m
 from yt8m import api
 from yt8m.classifier import bundle as bundle_lib
+from yt8m.classifier.bundle import weights_filled_by_a_checkpoint
 from yt8m.classifier.bundle import (
     INPUT_SEGMENT,
     INPUT_SEGMENT_CONTEXT,
@@ -109,6 +111,41 @@ def test_load_restores_the_checkpoint(tmp_path):
     assert not any(np.array_equal(k, saved[0]) for k in (v.numpy() for v in fresh.trainable_variables if v.numpy().ndim == 2))
     frames = np.zeros((2, SPEC.max_frames, sum(SIZES)), np.float32)
     assert loaded.scores(frames, np.array([3, 5], np.int32)).shape == (2, CLASSES)
+
+
+def test_a_model_built_for_a_checkpoint_skips_random_weights_and_gets_every_one_restored(tmp_path):
+    config = ModelConfig.create("NeXtVLADModel", feature_spec=SPEC, num_classes=CLASSES,
+                                overrides={"nextvlad_cluster_size": 4, "nextvlad_hidden_size": 8, "groups": 2})
+    bundle = ModelBundle(tmp_path / "run", config)
+    other_thread: list = []
+    with weights_filled_by_a_checkpoint():
+        zeroed = bundle.build_model()
+        worker = threading.Thread(target=lambda: other_thread.append(bundle.build_model()))
+        worker.start()
+        worker.join()
+    floats = [v for v in zeroed.variables if "float" in str(v.dtype)]
+    assert floats and all(not np.any(v.numpy()) for v in floats)  # nothing drawn at random
+    drawn = [v for v in other_thread[0].trainable_variables if v.numpy().ndim == 2]
+    assert drawn and all(np.any(v.numpy()) for v in drawn)  # another thread builds as usual
+    assert all(np.any(v.numpy()) for v in bundle.build_model().trainable_variables if v.numpy().ndim == 2)
+
+    trained = other_thread[0]
+    tf.train.CheckpointManager(tf.train.Checkpoint(model=trained), str(bundle.path), 1, checkpoint_name="ckpt").save(3)
+    bundle.save_config()
+    loaded = ModelBundle.open(bundle.path).load()
+    restored = [v for v in loaded.model.variables if "float" in str(v.dtype)]
+    saved = [v for v in trained.variables if "float" in str(v.dtype)]
+    assert len(restored) == len(saved) == len(floats)
+    for got, want in zip(restored, saved):
+        np.testing.assert_array_equal(got.numpy(), want.numpy(), err_msg=got.path)
+
+    # a checkpoint that leaves some weights unfilled is refused, never served with zeros
+    partial = tmp_path / "partial"
+    tf.train.CheckpointManager(tf.train.Checkpoint(model=write_bundle(tmp_path / "small").build_model()),
+                               str(partial), 1, checkpoint_name="ckpt").save(1)
+    ModelBundle(partial, config).save_config()
+    with pytest.raises(Yt8mError, match="does not match"):
+        ModelBundle.open(partial).load()
 
 
 def test_class_names_and_label_map(tmp_path):

@@ -7,8 +7,10 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 from yt8m import __version__
+from yt8m.app import cli
 from yt8m.app.cli import main
 from yt8m.data.shards import ShardWriter
 from yt8m.core import VideoFeatures
@@ -51,6 +53,59 @@ def test_console_script_help_is_quiet_and_fast():
         capture_output=True, text=True, timeout=60,
     )
     assert imported.stdout.strip() == "False"  # TensorFlow loads only when a command needs it
+
+
+class _Exited(Exception):
+    def __init__(self, code: int) -> None:
+        super().__init__(code)
+        self.code = code
+
+
+@pytest.fixture
+def quick_exits(monkeypatch) -> list[int]:
+    """os._exit replaced by an exception that records its status."""
+    calls: list[int] = []
+
+    def fake_exit(code: int) -> None:
+        calls.append(code)
+        raise _Exited(code)
+
+    monkeypatch.setattr(cli.os, "_exit", fake_exit)
+    return calls
+
+
+def test_one_clip_commands_end_without_the_teardown(tmp_path, monkeypatch, capsys, quick_exits):
+    """`extract` / `classify` skip TensorFlow's teardown; their output is flushed and their status kept."""
+    import tensorflow  # noqa: F401 - loaded, as after any extract or classify
+
+    bad = tmp_path / "empty.mp4"
+    bad.write_bytes(b"")
+    monkeypatch.setattr(sys, "argv", ["yt8m", "extract", str(bad), "-o", str(tmp_path / "out.tfrecord")])
+    with pytest.raises(_Exited):
+        cli.entry()
+    assert quick_exits == [1]
+    assert "empty.mp4" in capsys.readouterr().err
+    assert not list(tmp_path.glob("*.tfrecord"))
+
+    # other commands, and Beam runs, exit through the interpreter as usual
+    for argv in (["inspect", str(tmp_path / "missing.tfrecord")], ["extract", str(bad), "-o", str(tmp_path / "b.tfrecord"), "--runner=DirectRunner"]):
+        monkeypatch.setattr(sys, "argv", ["yt8m", *argv])
+        with pytest.raises(SystemExit) as exited:
+            cli.entry()
+        assert exited.value.code == 1, argv
+    assert quick_exits == [1]
+
+
+def test_quick_exit_keeps_the_printed_lines_in_a_real_process(tmp_path):
+    bad = tmp_path / "empty.mp4"
+    bad.write_bytes(b"")
+    result = subprocess.run(
+        [sys.executable, "-c", "import sys; from yt8m.app.cli import entry; sys.argv[0] = 'yt8m'; entry()",
+         "extract", str(bad), "-o", str(tmp_path / "out.tfrecord")],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 1
+    assert "empty.mp4" in result.stderr and "error" in result.stderr
 
 
 def test_inspect_summarises_records(tmp_path, capsys, shared_data):

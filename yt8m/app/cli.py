@@ -6,6 +6,8 @@ is silenced before that first import.
 
 from __future__ import annotations
 
+import logging
+import os
 import signal
 import sys
 import threading
@@ -126,6 +128,38 @@ def _run(args: list[str], argv: list[str] | None) -> int:
     return 0
 
 
+QUICK_EXIT_COMMANDS = frozenset({"extract", "classify"})
+"""One-clip commands whose process ends without TensorFlow's teardown (~0.8 s on 2 cores, ~10 % of a
+one-clip run): by the time they return, every output is closed, synced and renamed."""
+
+
+def _command_of(args: list[str]) -> str | None:
+    """The subcommand named on the command line (the first word that is not an option)."""
+    return next((arg for arg in args if not arg.startswith("-")), None)
+
+
+def _quick_exit(code: int) -> None:
+    """End the process now: flush what was printed, skip interpreter teardown."""
+    for handler in logging.getLogger().handlers:  # what logging.shutdown would flush at exit
+        handler.flush()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe: nothing more can be shown anyway
+            pass
+    os._exit(code)
+
+
 def entry() -> None:
-    """Console-script entry point."""
-    sys.exit(main())
+    """Console-script entry point.
+
+    `extract` and `classify` (not a Beam run) exit without the interpreter's teardown, which with
+    TensorFlow loaded costs about as much as extracting a few seconds of video; other commands
+    (training writes TensorBoard events at teardown) exit normally.
+    """
+    args = sys.argv[1:]
+    code = main(args)
+    beam = any(arg == "--runner" or arg.startswith("--runner=") for arg in args)
+    if _command_of(args) in QUICK_EXIT_COMMANDS and not beam and "tensorflow" in sys.modules:
+        _quick_exit(code)
+    sys.exit(code)
