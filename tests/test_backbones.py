@@ -235,6 +235,33 @@ def test_prepared_official_networks_are_kept_and_follow_their_files(official, tm
     assert not np.allclose(backbones.load_graphdef_inception(graph)(frames), before)
 
 
+def test_models_fetch_prepares_the_networks_once_their_files_are_there(official, tmp_path, monkeypatch, capsys):
+    """So that the first extract after `yt8m models fetch` starts warm; a partial fetch prepares nothing."""
+    import shutil
+
+    from yt8m.app.cli import main
+    from yt8m.extractor import weights
+
+    monkeypatch.setenv("YT8M_HOME", str(tmp_path / "cache"))
+    prepared = tmp_path / "cache" / "prepared"
+    partial = tmp_path / "partial"
+    partial.mkdir()
+    shutil.copy(official["dir"] / "inception-2015-12-05.tgz", partial)
+    said: list[str] = []
+    assert backbones.prepare_official_networks(partial, progress=said.append) is None
+    assert not said and not prepared.exists()
+
+    monkeypatch.setattr(weights, "fetch", lambda name, directory=None, **_: weights.root(directory) / name)
+    assert main(["models", "fetch", "--only", "vggish", "--models-dir", str(official["dir"]), "--no-prepare"]) == 0
+    assert "prepar" not in capsys.readouterr().out and not prepared.exists()
+    assert main(["models", "fetch", "--only", "vggish", "--models-dir", str(official["dir"])]) == 0
+    out = capsys.readouterr().out
+    assert "preparing the feature networks" in out and "feature networks prepared" in out
+    kept = sorted(p.name for p in prepared.iterdir())
+    assert any(name.startswith("inception-2015") for name in kept) and any(name.startswith("vggish") for name in kept)
+    assert "prepared copy" in backbones.load_feature_models("yt8m", models_dir=official["dir"]).vggish.source
+
+
 def test_vggish_embedding_is_the_pre_activation(yt8m_models):
     examples = np.random.default_rng(8).normal(0, 2, (16, 96, 64)).astype(np.float32)
     assert (yt8m_models.vggish(examples) < 0).any()  # fc2 has no ReLU

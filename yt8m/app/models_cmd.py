@@ -75,6 +75,10 @@ def fetch(
     everything: bool = typer.Option(False, "--all", help="Also the optional files (baseline model, Keras weights)."),
     force: bool = typer.Option(False, "--force", help="Download again even if a verified copy is present."),
     models_dir: Optional[Path] = typer.Option(None, "--models-dir", help=MODELS_DIR_HELP),
+    prepare: bool = typer.Option(
+        True, "--prepare/--no-prepare",
+        help="Once every default file is present, prepare the feature networks (~20 s) so that the first extract starts warm.",
+    ),
 ) -> None:
     """Download the official files with SHA-256 checks and unpack the archives safely."""
     from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
@@ -103,3 +107,11 @@ def fetch(
         for name in todo:
             path = weights.fetch(name, directory=models_dir, force=force, progress=advance)
             console.print(f"{name}: {path}", highlight=False)
+    if prepare:
+        from yt8m.extractor.backbones import prepare_official_networks
+
+        def say(text: str) -> None:
+            console.print(text, highlight=False)
+
+        if prepare_official_networks(models_dir, progress=say) is not None:
+            console.print("feature networks prepared", highlight=False)

@@ -25,6 +25,7 @@ from typing import Any
 
 from yt8m._tf import import_tensorflow_quietly
 from yt8m.core import HUB_PREFIX, WEIGHTS_KERAS, WEIGHTS_RANDOM, WEIGHTS_YT8M
+from yt8m.extractor import weights as weights_lib
 from yt8m.extractor.backbones import hub, inception_graph, keras_inception, random  # noqa: F401 - register their providers
 from yt8m.extractor.backbones.hub import WaveformBackbone, load_hub_image_backbone, load_hub_vggish
 from yt8m.extractor.backbones.inception_graph import load_graphdef_inception, prepare_inception_graph
@@ -40,7 +41,13 @@ from yt8m.extractor.backbones.network import (
     Backbone,
     check_precision,
 )
-from yt8m.extractor.backbones.pcas import AUDIO_PCA_FALLBACK_WARNING, official_audio_pca, official_rgb_pca, user_pca
+from yt8m.extractor.backbones.pcas import (
+    AUDIO_PCA_FALLBACK_WARNING,
+    official_audio_pca,
+    official_pcas_present,
+    official_rgb_pca,
+    user_pca,
+)
 from yt8m.extractor.backbones.provider import PROVIDERS, BackboneProvider, provider_for, register
 from yt8m.extractor.backbones.random import RANDOM_SEED, RANDOM_WARNING, calibration_frames, calibration_log_mel, random_pca
 from yt8m.extractor.backbones.vggish import (
@@ -64,7 +71,7 @@ __all__ = [
     "VGGISH_FRAMES", "VGGISH_LAYERS", "VGGISH_NAME", "WEIGHTS_KERAS", "WEIGHTS_RANDOM", "WEIGHTS_YT8M",
     "Backbone", "BackboneProvider", "FeatureModels", "WaveformBackbone", "build_vggish_model",
     "calibration_frames", "calibration_log_mel", "check_precision", "keras_vggish",
-    "load_feature_models", "load_graphdef_inception", "load_hub_image_backbone", "load_hub_vggish",
+    "load_feature_models", "load_graphdef_inception", "prepare_official_networks", "load_hub_image_backbone", "load_hub_vggish",
     "load_vggish_checkpoint", "official_audio_pca", "official_rgb_pca", "prepare_inception_graph",
     "provider_for", "random_pca", "register",
 ]
@@ -151,3 +158,23 @@ def load_feature_models(
         and (audio_pca is None or audio_pca.compatible_with_yt8m)
     )
     return FeatureModels(inception, vggish, rgb_pca, audio_pca, weights, compatible, warnings, precision, timings)
+
+
+def prepare_official_networks(
+    models_dir: str | os.PathLike | None = None, progress: Callable[[str], None] | None = None
+) -> FeatureModels | None:
+    """Load the official networks once, so that the next `yt8m extract` starts warm.
+
+    Loading them the first time folds the 2015 graph's batch norms and builds VGGish from its
+    checkpoint (~20 s on 2 cores); the results are kept in the cache dir, keyed by the source
+    files, and later loads take about a second. `yt8m models fetch` calls this after downloading,
+    where waiting is expected. None (nothing done) while a file they need is missing (a partial
+    fetch): the 2015 graph, the VGGish checkpoint, or the PCAs. `progress` is told when the
+    preparation starts.
+    """
+    networks = all(weights_lib.is_present(name, models_dir) for name in (weights_lib.INCEPTION, weights_lib.VGGISH))
+    if not (networks and official_pcas_present(models_dir)):
+        return None
+    if progress is not None:
+        progress("preparing the feature networks (once: later runs load them in about a second)")
+    return load_feature_models(WEIGHTS_YT8M, models_dir)

@@ -29,12 +29,26 @@ def user_pca(path: str | os.PathLike, backbone: Backbone, what: str) -> Pca:
     return pca
 
 
+RGB_PCA_PAIR = (weights_lib.MEDIAPIPE_INCEPTION_MEAN, weights_lib.MEDIAPIPE_INCEPTION_PROJECTION)
+AUDIO_PCA_PAIR = (weights_lib.MEDIAPIPE_VGGISH_MEAN, weights_lib.MEDIAPIPE_VGGISH_PROJECTION)
+
+
+def _present(names: tuple[str, ...], models_dir: str | os.PathLike | None) -> bool:
+    return all(weights_lib.is_present(name, models_dir) for name in names)
+
+
+def official_pcas_present(models_dir: str | os.PathLike | None = None) -> bool:
+    """Whether `official_rgb_pca` and `official_audio_pca` would find a file to load."""
+    rgb = _present((weights_lib.YT8M_PCA,), models_dir) or _present(RGB_PCA_PAIR, models_dir)
+    return rgb and (_present(AUDIO_PCA_PAIR, models_dir) or _present((weights_lib.VGGISH_PCA,), models_dir))
+
+
 def official_rgb_pca(models_dir: str | os.PathLike | None = None) -> Pca:
     """YT8M's RGB PCA: yt8m_pca.tgz's npy files, else MediaPipe's inception3 MatrixData pair."""
     if weights_lib.is_present(weights_lib.YT8M_PCA, models_dir):
         return load_yt8m_npy(weights_lib.locate(weights_lib.YT8M_PCA, models_dir))
-    pair = (weights_lib.MEDIAPIPE_INCEPTION_MEAN, weights_lib.MEDIAPIPE_INCEPTION_PROJECTION)
-    if all(weights_lib.is_present(name, models_dir) for name in pair):
+    pair = RGB_PCA_PAIR
+    if _present(pair, models_dir):
         return load_matrix_data_pair(*(weights_lib.locate(name, models_dir) for name in pair))
     weights_lib.locate(weights_lib.YT8M_PCA, models_dir)  # raises the error naming the file and the fix
     raise AssertionError("unreachable")
@@ -42,8 +56,8 @@ def official_rgb_pca(models_dir: str | os.PathLike | None = None) -> Pca:
 
 def official_audio_pca(models_dir: str | os.PathLike | None, warnings: list[str]) -> Pca:
     """YT8M's audio PCA (MediaPipe's vggish MatrixData pair), else AudioSet's npz with a warning."""
-    pair = (weights_lib.MEDIAPIPE_VGGISH_MEAN, weights_lib.MEDIAPIPE_VGGISH_PROJECTION)
-    if all(weights_lib.is_present(name, models_dir) for name in pair):
+    pair = AUDIO_PCA_PAIR
+    if _present(pair, models_dir):
         return load_matrix_data_pair(*(weights_lib.locate(name, models_dir) for name in pair))
     if weights_lib.is_present(weights_lib.VGGISH_PCA, models_dir):
         warnings.append(AUDIO_PCA_FALLBACK_WARNING)
