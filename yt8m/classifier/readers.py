@@ -236,6 +236,38 @@ def parse_video_record(serialized, spec: FeatureSpec, num_classes: int, normaliz
 # ----------------------------------------------------------------------------- datasets
 
 
+def read_records(
+    files: Sequence[str],
+    *,
+    shuffle: bool = False,
+    seed: int | None = None,
+    record_buffer: int | None = None,
+    repeat: bool = False,
+    deterministic: bool = True,
+):
+    """The serialized records of `files` as a `tf.data.Dataset`: a parallel interleave of the shards.
+
+    `shuffle` shuffles the file order (each epoch); `repeat` repeats the records; `record_buffer`
+    also shuffles the records within that many (after the repeat, as the starter's reader does).
+    """
+    tf = import_tensorflow_quietly()
+    names = tf.data.Dataset.from_tensor_slices(list(files))
+    if shuffle:
+        names = names.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
+    records = names.interleave(
+        lambda path: tf.data.TFRecordDataset(path, buffer_size=READ_BUFFER_BYTES),
+        cycle_length=max(1, min(len(files), INTERLEAVE_CYCLE)),
+        block_length=1,
+        num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic=deterministic,
+    )
+    if repeat:
+        records = records.repeat()
+    if record_buffer is not None:
+        records = records.shuffle(record_buffer, seed=seed, reshuffle_each_iteration=True)
+    return records
+
+
 class RecordSource:
     """The record files behind a pattern plus how to read them; builds datasets and explains their errors.
 
@@ -300,20 +332,10 @@ class RecordSource:
         tf = import_tensorflow_quietly()
         autotune = tf.data.AUTOTUNE
         order_fixed = (not shuffle) if deterministic is None else bool(deterministic)
-        files = tf.data.Dataset.from_tensor_slices(self.files)
-        if shuffle:
-            files = files.shuffle(len(self.files), seed=seed, reshuffle_each_iteration=True)
-        records = files.interleave(
-            lambda path: tf.data.TFRecordDataset(path, buffer_size=READ_BUFFER_BYTES),
-            cycle_length=max(1, min(len(self.files), INTERLEAVE_CYCLE)),
-            block_length=1,
-            num_parallel_calls=autotune,
-            deterministic=order_fixed,
+        records = read_records(
+            self.files, shuffle=shuffle, seed=seed, record_buffer=shuffle_buffer if shuffle else None,
+            repeat=repeat, deterministic=order_fixed,
         )
-        if repeat:
-            records = records.repeat()
-        if shuffle:
-            records = records.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
 
         def parse(data):
             if self.video_level:

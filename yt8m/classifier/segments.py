@@ -45,6 +45,7 @@ from yt8m.classifier.readers import (
     NUM_FRAMES,
     VIDEO_ID,
     RecordSource,
+    read_records,
     _context_spec,
     _decode_bytes,
     _id_and_labels,
@@ -286,17 +287,7 @@ class SegmentSource(RecordSource):
         tf = import_tensorflow_quietly()
         autotune = tf.data.AUTOTUNE
         order_fixed = (not shuffle) if deterministic is None else bool(deterministic)
-        files = tf.data.Dataset.from_tensor_slices(self.files)
-        if shuffle:
-            files = files.shuffle(len(self.files), seed=seed, reshuffle_each_iteration=True)
-        records = files.interleave(
-            lambda path: tf.data.TFRecordDataset(path),
-            cycle_length=max(1, min(len(self.files), 16)),
-            num_parallel_calls=autotune,
-            deterministic=order_fixed,
-        )
-        if repeat:
-            records = records.repeat()
+        records = read_records(self.files, shuffle=shuffle, seed=seed, repeat=repeat, deterministic=order_fixed)
         context = self.mode == "context"
         segments = records.map(
             lambda data: parse_segment_bytes(data, self.spec, self.num_classes, self.shifts, context, self.tta_mode),

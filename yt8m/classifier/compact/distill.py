@@ -40,11 +40,10 @@ from yt8m.classifier.compact.merge import (
 from yt8m.classifier.config import ModelConfig
 from yt8m.classifier.readers import (
     FRAMES,
-    INTERLEAVE_CYCLE,
     NUM_FRAMES,
-    READ_BUFFER_BYTES,
     VIDEO_ID,
     RecordSource,
+    read_records,
     finish_frames,
     parse_frame_bytes,
     parse_video_record,
@@ -213,20 +212,10 @@ class DistilledRecordSource(RecordSource):
         tf = import_tensorflow_quietly()
         autotune = tf.data.AUTOTUNE
         order_fixed = (not shuffle) if deterministic is None else bool(deterministic)
-        files = tf.data.Dataset.from_tensor_slices(self.files)
-        if shuffle:
-            files = files.shuffle(len(self.files), seed=seed, reshuffle_each_iteration=True)
-        records = files.interleave(
-            lambda path: tf.data.TFRecordDataset(path, buffer_size=READ_BUFFER_BYTES),
-            cycle_length=max(1, min(len(self.files), INTERLEAVE_CYCLE)),
-            block_length=1,
-            num_parallel_calls=autotune,
-            deterministic=order_fixed,
+        records = read_records(
+            self.files, shuffle=shuffle, seed=seed, record_buffer=shuffle_buffer if shuffle else None,
+            repeat=repeat, deterministic=order_fixed,
         )
-        if repeat:
-            records = records.repeat()
-        if shuffle:
-            records = records.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
         parsed = records.map(lambda data: self._parse(data, include_ids), num_parallel_calls=autotune, deterministic=order_fixed)
         batches = parsed.batch(batch_size, drop_remainder=drop_remainder)
         if not self.video_level:
