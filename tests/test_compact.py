@@ -123,6 +123,9 @@ def test_quantized_bundle_stores_codes_and_loads_as_any_bundle(bundles):
     np.testing.assert_allclose(loaded.scores(batch["frames"], batch["num_frames"]), expected, atol=1e-6)
     float_scores = source.scores(batch["frames"], batch["num_frames"])
     assert np.abs(expected - float_scores).max() < 0.05  # close to, not equal to, the float model
+    # the inner Keras model's own float weights are never read: built zero-filled, not drawn
+    inner = quantize.float_variables(loaded.model.keras_model)
+    assert inner and all(not np.any(variable.numpy()) for variable in inner)
     with pytest.raises(Yt8mError, match="already a quantized bundle"):
         quantize.quantize_bundle(bundles["vlad_q"], bundles["root"] / "twice")
     with pytest.raises(Yt8mError, match="already exists"):

@@ -567,3 +567,52 @@ def test_metrics_with_many_classes_match_reference(ties, monkeypatch):
         got = metrics.get()
         np.testing.assert_allclose([got["hit_at_one"], got["perr"], got["gap"], got["map"]],
                                    [expected["hit"], expected["perr"], expected["gap"], expected["map"]])
+
+
+@pytest.mark.parametrize("kind", ["uniform", "ties", "signed_zeros", "normal", "nan_inf"])
+@pytest.mark.parametrize("c", [1000, 3862, 4001])
+def test_perr_prefilter_equals_the_exact_path(kind, c, monkeypatch):
+    """perr's group-maximum path (equal-label-count buckets, repeated argmax picks, ties and NaN
+    sent to the exact path) gives exactly the counts of the plain exact top-k."""
+    rng = np.random.default_rng(c)
+    pred = _wide_scores(c + 1, 150, c, "uniform" if kind == "nan_inf" else kind)
+    labels = np.zeros(pred.shape, np.float32)
+    for row, count in enumerate(rng.integers(0, 13, pred.shape[0])):
+        labels[row, rng.choice(c, size=count, replace=False)] = 1.0
+    pred[::2] += labels[::2] * np.float32(0.5)  # half the rows rank their labels high
+    if kind == "nan_inf":
+        pred[1, 7] = np.nan
+        pred[3, c - 1] = np.nan  # a tail class
+        pred[5] = -np.inf
+        pred[9, :3] = np.inf
+    decided = []
+    grouped = m._perr_hits_grouped
+
+    def spy(*args):
+        hits = grouped(*args)
+        decided.append(int(np.count_nonzero(hits >= 0)))
+        return hits
+
+    monkeypatch.setattr(m, "_perr_hits_grouped", spy)
+    monkeypatch.setattr(m, "METRICS_THREADS", 2)
+    fast = m.perr(pred, labels)
+    if kind in ("uniform", "normal", "nan_inf"):  # (the other two are mostly ties: exact path)
+        assert sum(decided) > 60  # the prefilter decided most rows with at most PERR_PICK_LIMIT labels
+    monkeypatch.setattr(m, "PERR_GROUP", c)  # one group: no prefilter, every row exact
+    assert m.perr(pred, labels) == fast
+    if kind in ("uniform", "ties"):
+        np.testing.assert_allclose(fast, ref_perr_canonical(pred, labels))
+
+
+def test_perr_prefilter_tie_inside_a_picked_group_takes_the_lower_class():
+    """k = 2: 0.9 (class 5), then 0.8 twice: class 67 (group 5's second best) and class 10 (group
+    10's best); the group maxima do not tie, the candidates do, and the lower class (10) wins."""
+    rng = np.random.default_rng(0)
+    pred = (rng.random((1, 1000)) * 0.1).astype(np.float32)
+    groups = 1000 // m.PERR_GROUP
+    pred[0, 5], pred[0, 5 + groups], pred[0, 10] = 0.9, 0.8, 0.8
+    labels = np.zeros_like(pred)
+    labels[0, [5, 5 + groups]] = 1.0
+    assert m.perr(pred, labels) == 0.5 == ref_perr_canonical(pred, labels)
+    pred[0, 10] = 0.7  # no tie: both labels are the top 2
+    assert m.perr(pred, labels) == 1.0

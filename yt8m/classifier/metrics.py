@@ -27,9 +27,12 @@ Deterministic tie rules (documented differences from the starter, which relies o
   is what a submission written in row order gives and what a streaming evaluation can reproduce.
 
 Speed (`bench/metrics.py` runs the starter's calculators beside these): float32 top-k lists come
-from a group-maximum prefilter ranked by exact integer keys (`_top_k_grouped`), the per-class AP
-lists are ordered by one packed int64 sort, and row chunks are scanned on threads; each of these
-gives exactly the result of the plain path, which tests compare them with.
+from a group-maximum prefilter ranked by exact integer keys (`_top_k_grouped`); `perr` needs only
+top-k membership, decided from the same group maxima by repeated argmax and one partition of a
+few candidates per row (`_perr_hits_grouped`), after two passes over the inputs; the per-class AP
+lists are ordered by one packed int64 sort, and row chunks are scanned on threads. Each of these
+gives exactly the result of the plain path (rows they cannot decide take it), which tests
+compare them with.
 """
 
 from __future__ import annotations
@@ -37,16 +40,17 @@ from __future__ import annotations
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator, TypeVar
 
 import numpy as np
 
+T = TypeVar("T")
 GAP_TOP_K = 20  # predictions per video kept for GAP / mAP (competition: GAP@20)
 SEGMENT_TOP_K = 100_000  # segments per class a 2019 submission may list (MAP@100000)
 TIE_SHUFFLE_SEED = 0  # the starter shuffles AP lists with seed 0 before sorting
 CHUNK_ELEMENTS = 1 << 20  # rows are processed in chunks of about this many scores (bounds temporaries)
-PERR_BUCKETS = ((2, 4), (5, np.iinfo(np.int64).max))  # label counts ranked together by `perr` (1: argmax)
-PERR_GROUP = 16  # classes per group of the prefilter shared by the PERR buckets
+PERR_GROUP = 16  # classes per group of the prefilter shared by `perr`'s label-count buckets
+PERR_PICK_LIMIT = 8  # rows with up to this many labels: one bucket per count, best groups picked by argmax
 METRICS_THREADS = min(8, os.cpu_count() or 1)  # chunks scanned at once (numpy releases the GIL)
 SEGMENT_CHUNK_ELEMENTS = 1 << 24  # class blocks transposed at once by `segment_map`
 SEGMENT_PRUNE_FACTOR = 2  # a class's unrated buffer is pruned to top_k once it exceeds this x top_k
@@ -92,9 +96,9 @@ def _check_top_k(top_k: int) -> int:
     return int(top_k)
 
 
-def _row_chunks(num_rows: int, num_classes: int) -> Iterator[slice]:
-    """Row slices holding about CHUNK_ELEMENTS scores each."""
-    step = max(1, CHUNK_ELEMENTS // max(1, num_classes))
+def _row_chunks(num_rows: int, num_classes: int, elements: int | None = None) -> Iterator[slice]:
+    """Row slices holding about `elements` (default CHUNK_ELEMENTS) scores each."""
+    step = max(1, (elements or CHUNK_ELEMENTS) // max(1, num_classes))
     for start in range(0, num_rows, step):
         yield slice(start, min(num_rows, start + step))
 
@@ -225,7 +229,7 @@ class _BatchStats:
     num_videos: int
     hits_at_one: int
     perr_hits: np.ndarray | None  # [C+1] int64: true labels in the top-k of videos with k labels
-    top: TopK | None
+    top: TopK
 
 
 def _positive_mask(labels: np.ndarray) -> np.ndarray:
@@ -244,108 +248,159 @@ def _count_true(mask: np.ndarray, axis: int) -> np.ndarray:
 class _ChunkStats:
     hits: int
     perr_hits: np.ndarray | None
-    num_positives: np.ndarray | None
-    top: tuple[np.ndarray, np.ndarray, np.ndarray] | None
-
-
-def _perr_row_hits(chunk: np.ndarray, truth: np.ndarray, sel: np.ndarray, num_labels: np.ndarray) -> np.ndarray:
-    """Per row: true labels with a score > 0 among its first num_labels entries of `sel`."""
-    width = sel.shape[1]
-    good = np.take_along_axis(truth, sel, axis=1) & (np.take_along_axis(chunk, sel, axis=1) > 0)
-    good &= np.arange(width)[None, :] < num_labels[:, None]
-    return np.count_nonzero(good, axis=1)
+    num_positives: np.ndarray
+    top: tuple[np.ndarray, np.ndarray, np.ndarray]
 
 
 def _scan_chunk(chunk: np.ndarray, labels: np.ndarray, k: int, want_perr: bool, class_dtype: np.dtype) -> _ChunkStats:
-    """Hit@1, PERR counts, positives per class and top-k triplets of a few rows.
-
-    Without top-k triplets (`perr` alone), rows are ranked in buckets of similar label counts
-    (PERR_BUCKETS), each only as deep as its own rows need: most videos have 1-4 labels.
-    """
+    """Hit@1, PERR counts, positives per class and top-k triplets of a few rows (one sorted top list)."""
     num_classes = chunk.shape[1]
     truth = _positive_mask(labels)
-    num_positives = _count_true(truth, axis=0) if k else None
-    num_labels = _count_true(truth, axis=1) if want_perr else None
-    perr_hits = np.zeros(num_classes + 1, dtype=np.int64) if want_perr else None
-    top = None
-    if k or not want_perr:
-        k_max = min(int(num_labels.max()), num_classes) if want_perr else 0
-        idx = _top_k_sorted(chunk, max(k, k_max, 1))
-        hits = int(np.count_nonzero(np.take_along_axis(truth, idx[:, :1], axis=1)))
-        if want_perr and k_max > 0:
-            row_hits = _perr_row_hits(chunk, truth, idx[:, :k_max], num_labels)
+    num_positives = _count_true(truth, axis=0)
+    perr_hits = None
+    k_max = 0
+    if want_perr:
+        num_labels = _count_true(truth, axis=1)
+        k_max = min(int(num_labels.max()), num_classes)
+    idx = _top_k_sorted(chunk, max(k, k_max))
+    hits = int(np.count_nonzero(np.take_along_axis(truth, idx[:, :1], axis=1)))
+    if want_perr:
+        perr_hits = np.zeros(num_classes + 1, dtype=np.int64)
+        if k_max > 0:
+            row_hits = _perr_hits_of(chunk, truth, np.arange(chunk.shape[0]), idx[:, :k_max], num_labels)
             perr_hits += np.bincount(num_labels, weights=row_hits, minlength=num_classes + 1).astype(np.int64)
-        if k:
-            sel = idx[:, :k]
-            top = (sel.astype(class_dtype), np.take_along_axis(chunk, sel, axis=1), np.take_along_axis(truth, sel, axis=1))
-        return _ChunkStats(hits, perr_hits, num_positives, top)
-    # PERR alone: one argmax (Hit@1, and the rows with one label) and one group-maximum pass
-    # shared by the buckets of rows with more labels.
-    rows_all = np.arange(chunk.shape[0])
-    best = np.argmax(chunk, axis=1)
-    best_true = truth[rows_all, best]
-    hits = int(np.count_nonzero(best_true))
-    single = num_labels == 1
-    single_hits = best_true & (chunk[rows_all, best] > 0) & single
-    perr_hits[1] += int(np.count_nonzero(single_hits))
-    many = np.flatnonzero(num_labels > 1)
-    if not many.size:
-        return _ChunkStats(hits, perr_hits, num_positives, top)
-    grouped = chunk.dtype == np.float32 and num_classes // PERR_GROUP >= TOP_K_GROUP_MARGIN * 2
-    if grouped:
-        chunk = np.ascontiguousarray(chunk)
-        group_max = _group_maxima(chunk, PERR_GROUP)
-    for low, high in PERR_BUCKETS:
-        rows = many[(num_labels[many] >= low) & (num_labels[many] <= high)]
-        if not rows.size:
-            continue
-        counts = np.minimum(num_labels[rows], num_classes)
-        width = int(counts.max())
-        if grouped and num_classes // PERR_GROUP >= TOP_K_GROUP_MARGIN * width:
-            idx = _top_k_from_groups(chunk, group_max[rows], rows, width, PERR_GROUP)
-        else:
-            idx = _top_k_sorted(chunk[rows], width)
-        flat = idx + (rows * num_classes)[:, None]
-        good = np.take(truth.reshape(-1), flat) & (np.take(chunk.reshape(-1), flat) > 0)
-        good &= np.arange(width)[None, :] < counts[:, None]
-        row_hits = np.count_nonzero(good, axis=1)
-        perr_hits += np.bincount(num_labels[rows], weights=row_hits, minlength=num_classes + 1).astype(np.int64)
+    sel = idx[:, :k]
+    top = (sel.astype(class_dtype), np.take_along_axis(chunk, sel, axis=1), np.take_along_axis(truth, sel, axis=1))
     return _ChunkStats(hits, perr_hits, num_positives, top)
 
 
-def _scan(scores: np.ndarray, labels: np.ndarray, top_k: int | None, want_perr: bool) -> _BatchStats:
-    """One chunked pass: hit@1 count, PERR counts by label count, and the top-k triplets.
+def _perr_prepare(scores: np.ndarray, truth: np.ndarray, rows: slice, grouped: bool) -> tuple[np.ndarray, np.ndarray | None]:
+    """The two passes over every value of a few rows: label counts, and group maxima if `grouped`."""
+    num_labels = np.minimum(_count_true(_positive_mask(truth[rows]), axis=1), scores.shape[1])
+    return num_labels, _group_maxima(scores[rows], PERR_GROUP) if grouped else None
+
+
+def _perr_block(
+    scores: np.ndarray, truth: np.ndarray, num_labels: np.ndarray, group_max: np.ndarray | None, block: slice
+) -> np.ndarray:
+    """PERR counts of the rows in `block`: [C+1] int64, true labels in the top-k of videos with k labels.
+
+    `scores` and `truth` are C-contiguous [N, C]; `group_max` (float32 rows with enough classes)
+    are their rows' group maxima. Rows are ranked in buckets of equal label counts up to
+    PERR_PICK_LIMIT (most videos have 1-4 labels), then one bucket for the rest, each only as deep
+    as its rows need; the buckets work on small arrays only (candidates, maxima). Rows without
+    group maxima, and those the prefilter cannot decide, take the exact top-k.
+    """
+    num_classes = scores.shape[1]
+    perr_hits = np.zeros(num_classes + 1, dtype=np.int64)
+    labelled = np.flatnonzero(num_labels[block]) + block.start
+    bucket = np.minimum(num_labels[labelled], PERR_PICK_LIMIT + 1)
+    by_bucket = labelled[np.argsort(bucket, kind="stable")]
+    keys, starts = np.unique(np.sort(bucket), return_index=True)
+    for key, rows in zip(keys, np.split(by_bucket, starts[1:])):
+        counts = num_labels[rows]
+        width = int(counts.max())
+        row_hits = np.full(rows.size, -1, dtype=np.int64)
+        if group_max is not None and group_max.shape[1] >= TOP_K_GROUP_MARGIN * width:
+            if key <= PERR_PICK_LIMIT:
+                row_hits = _perr_hits_grouped(scores, truth, group_max[rows], rows, width)
+            else:
+                idx = _top_k_from_groups(scores, group_max[rows], rows, width, PERR_GROUP)
+                row_hits = _perr_hits_of(scores, truth, rows, idx, counts)
+        undecided = np.flatnonzero(row_hits < 0)
+        if undecided.size:  # no prefilter, or ties / NaN at a row's boundary: the exact top-k
+            sub = rows[undecided]
+            idx = _top_k_sorted_exact(scores[sub], width)
+            row_hits[undecided] = _perr_hits_of(scores, truth, sub, idx, counts[undecided])
+        perr_hits += np.bincount(counts, weights=row_hits, minlength=num_classes + 1).astype(np.int64)
+    return perr_hits
+
+
+def _perr_hits_of(scores: np.ndarray, truth: np.ndarray, rows: np.ndarray, idx: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """Per row of `rows`: true labels with a score > 0 among its first `counts` classes of `idx`."""
+    num_classes = scores.shape[1]
+    flat = idx + (rows * num_classes)[:, None]
+    good = _positive_mask(np.take(truth.reshape(-1), flat)) & (np.take(scores.reshape(-1), flat) > 0)
+    good &= np.arange(idx.shape[1])[None, :] < counts[:, None]
+    return np.count_nonzero(good, axis=1).astype(np.int64)
+
+
+def _perr_hits_grouped(scores: np.ndarray, truth: np.ndarray, group_max: np.ndarray, rows: np.ndarray, k: int) -> np.ndarray:
+    """Per row of `rows` (C-contiguous float32 [N, C] `scores`, k labels each): true labels with a score > 0
+    among its k best scores, or -1 where the row must take the exact path. `group_max` (the rows'
+    group maxima, a copy the caller gives away) is overwritten.
+
+    Only membership of the top-k set is needed, not its order. A row's k best groups (maxima of
+    `_group_maxima`) are picked by repeated argmax, which also gives the next group maximum. The
+    k-th best score is at least the k-th picked maximum and every other group lies at or below the
+    next maximum, so when that one is strictly lower the top-k set is exactly the candidates
+    (picked groups + tail classes) scoring at least the k-th best candidate. Rows with equal maxima
+    at the boundary, NaN, or more than k candidates at or above the k-th best score (where the
+    class-index tie rule decides) are returned as -1.
+    """
+    num_rows, num_classes = rows.size, scores.shape[1]
+    groups = group_max.shape[1]
+    body = groups * PERR_GROUP
+    order = np.arange(num_rows)
+    remaining = group_max  # the caller's copy (group_max[rows]); picked groups are set to -inf in it
+    picked = np.empty((num_rows, k), dtype=np.intp)
+    for j in range(k):
+        best = np.argmax(remaining, axis=1)
+        picked[:, j] = best
+        if j == k - 1:
+            kth_max = remaining[order, best]
+        remaining[order, best] = -np.inf
+    next_max = remaining.max(axis=1)
+    starts = picked + (rows * num_classes)[:, None]
+    flat = (starts[:, :, None] + groups * np.arange(PERR_GROUP)).reshape(num_rows, k * PERR_GROUP)
+    if body < num_classes:
+        flat = np.concatenate([flat, (rows * num_classes)[:, None] + np.arange(body, num_classes)], axis=1)
+    values = np.take(scores.reshape(-1), flat)
+    width = values.shape[1]
+    kth = np.partition(values, width - k, axis=1)[:, width - k]
+    in_top = values >= kth[:, None]
+    top_rows, top_columns = np.nonzero(in_top)  # labels are read only where a score is in the top k
+    good = _positive_mask(np.take(truth.reshape(-1), flat[top_rows, top_columns])) & (values[top_rows, top_columns] > 0)
+    hits = np.bincount(top_rows[good], minlength=num_rows).astype(np.int64)
+    # NaN: argmax picks a NaN group first and partition ranks NaN highest, while NaN >= kth is
+    # False, so a row holding NaN always has fewer than k candidates in_top and is undecided.
+    decided = (np.count_nonzero(in_top, axis=1) == k) & (next_max < kth_max)
+    hits[~decided] = -1
+    return hits
+
+
+def _map_chunks(function: Callable[[slice], T], shape: tuple[int, int], elements: int | None = None) -> list[T]:
+    """`function` over the row chunks of a [rows, classes] matrix, in row order, on METRICS_THREADS threads.
+
+    Chunks are independent and numpy releases the GIL in the heavy calls; the callers join integer
+    counts in row order, so results do not depend on the thread count.
+    """
+    chunks = list(_row_chunks(*shape, elements))
+    threads = min(METRICS_THREADS, len(chunks))
+    if threads <= 1:
+        return [function(rows) for rows in chunks]
+    with ThreadPoolExecutor(threads) as pool:
+        return list(pool.map(function, chunks))
+
+
+def _scan(scores: np.ndarray, labels: np.ndarray, top_k: int, want_perr: bool) -> _BatchStats:
+    """One chunked pass: hit@1 count, PERR counts by label count (`want_perr`), and the top-k triplets.
 
     Each row's best class comes from the same sorted top list as the rest (its first entry is the
-    first maximum, i.e. np.argmax), so Hit@1 costs no extra pass. Chunks are independent and
-    numpy releases the GIL in the heavy calls, so they run on METRICS_THREADS threads; the
-    result does not depend on the thread count (integer counts, chunks joined in row order).
+    first maximum, i.e. np.argmax), so Hit@1 costs no extra pass.
     """
     num_rows, num_classes = scores.shape
     class_dtype = _class_dtype(num_classes)
-    k = min(top_k, num_classes) if top_k else 0
-    chunks = list(_row_chunks(num_rows, num_classes))
-
-    def run(rows: slice) -> _ChunkStats:
-        return _scan_chunk(scores[rows], labels[rows], k, want_perr, class_dtype)
-
-    threads = min(METRICS_THREADS, len(chunks))
-    if threads > 1:
-        with ThreadPoolExecutor(threads) as pool:
-            stats = list(pool.map(run, chunks))
-    else:
-        stats = [run(rows) for rows in chunks]
-    hits = sum(s.hits for s in stats)
+    k = min(top_k, num_classes)
+    stats = _map_chunks(lambda rows: _scan_chunk(scores[rows], labels[rows], k, want_perr, class_dtype), scores.shape)
+    top = TopK(
+        classes=np.concatenate([s.top[0] for s in stats]),
+        scores=np.concatenate([s.top[1] for s in stats]),
+        labels=np.concatenate([s.top[2] for s in stats]),
+        num_positives=np.sum([s.num_positives for s in stats], axis=0, dtype=np.int64),
+    )
     perr_hits = np.sum([s.perr_hits for s in stats], axis=0) if want_perr else None
-    top = None
-    if k:
-        top = TopK(
-            classes=np.concatenate([s.top[0] for s in stats]),
-            scores=np.concatenate([s.top[1] for s in stats]),
-            labels=np.concatenate([s.top[2] for s in stats]),
-            num_positives=np.sum([s.num_positives for s in stats], axis=0, dtype=np.int64),
-        )
-    return _BatchStats(num_rows, hits, perr_hits, top)
+    return _BatchStats(num_rows, sum(s.hits for s in stats), perr_hits, top)
 
 
 def _perr_from_counts(perr_hits: np.ndarray, num_videos: int) -> float:
@@ -357,16 +412,28 @@ def _perr_from_counts(perr_hits: np.ndarray, num_videos: int) -> float:
 def hit_at_one(predictions: Any, labels: Any) -> float:
     """Fraction of videos whose argmax class (first on ties) is a true label."""
     scores, truth = _check_pair(predictions, labels)
-    best = np.argmax(scores, axis=1)
-    hits = np.count_nonzero(np.take_along_axis(truth, best[:, None], axis=1) > 0)
-    return float(hits / scores.shape[0])
+
+    def hits(rows: slice) -> int:
+        best = np.argmax(scores[rows], axis=1)
+        return int(np.count_nonzero(np.take_along_axis(truth[rows], best[:, None], axis=1) > 0))
+
+    return float(sum(_map_chunks(hits, scores.shape)) / scores.shape[0])
 
 
 def perr(predictions: Any, labels: Any) -> float:
     """Precision at equal recall rate, averaged over all videos (label-less videos count as 0)."""
     scores, truth = _check_pair(predictions, labels)
-    stats = _scan(scores, truth, top_k=None, want_perr=True)
-    return _perr_from_counts(stats.perr_hits, stats.num_videos)
+    scores, truth = np.ascontiguousarray(scores), np.ascontiguousarray(truth)
+    num_rows, num_classes = scores.shape
+    grouped = scores.dtype == np.float32 and num_classes // PERR_GROUP >= TOP_K_GROUP_MARGIN
+    prepared = _map_chunks(lambda rows: _perr_prepare(scores, truth, rows, grouped), scores.shape)
+    num_labels = np.concatenate([part[0] for part in prepared])
+    group_max = np.concatenate([part[1] for part in prepared]) if grouped else None
+    # The buckets' arrays are small when grouped: one block per thread (few numpy calls, little
+    # GIL); else blocks of CHUNK_ELEMENTS bound the copies the exact top-k makes.
+    elements = -(-num_rows // METRICS_THREADS) * num_classes if grouped else None
+    counts = _map_chunks(lambda block: _perr_block(scores, truth, num_labels, group_max, block), scores.shape, elements)
+    return _perr_from_counts(np.sum(counts, axis=0), num_rows)
 
 
 def top_k_by_class(predictions: Any, labels: Any, top_k: int = GAP_TOP_K) -> TopK:

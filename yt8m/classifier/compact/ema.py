@@ -25,6 +25,7 @@ from yt8m.classifier.bundle import (
     checkpoint_step,
     register_kind,
     weight_average,
+    weights_filled_by_a_checkpoint,
 )
 from yt8m.classifier.compact.kinds import KIND_EMA_STAGE
 from yt8m.classifier.compact.quantize import float_variables
@@ -158,7 +159,8 @@ def _load_ema_stage(bundle: ModelBundle, checkpoint: str | None, use_ema: bool) 
     checkpoint = checkpoint or bundle.latest_checkpoint()
     if checkpoint is None:
         raise Yt8mError(f"{bundle.path}: no checkpoint to load (the EMA stage has not saved one yet)")
-    model = build_model(bundle.config)
+    with weights_filled_by_a_checkpoint():  # the restore below fills (and checks) every weight
+        model = build_model(bundle.config)
     average = stage_average(model, bundle.config.training.ema_decay or halflife_decay(DEFAULT_EMA_HALFLIFE))
     try:
         status = tf.train.Checkpoint(model=model, **{EMA_CHECKPOINT_KEY: average}).restore(checkpoint)

@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from yt8m._tf import import_tensorflow_quietly
-from yt8m.classifier.bundle import ModelBundle, LoadedModel, register_kind
+from yt8m.classifier.bundle import LoadedModel, ModelBundle, register_kind, weights_filled_by_a_checkpoint
 from yt8m.classifier.compact.kinds import KIND_QUANTIZED
 from yt8m.classifier.config import CONFIG_FILENAME, KIND_TRAINED, ModelConfig
 from yt8m.core import Yt8mError
@@ -405,9 +405,14 @@ def _quantized_model_class() -> type:
 
 
 def load_quantized_model(directory: str | os.PathLike, config: ModelConfig):
-    """The `QuantizedModel` of a quantized bundle directory (its model built from `config`)."""
+    """The `QuantizedModel` of a quantized bundle directory (its model built from `config`).
+
+    The Keras model's float weights are never used (every one is computed from the stored codes,
+    which must cover them all), so they are built zero-filled rather than drawn at random.
+    """
     encoded = load_encoded(directory)
-    model = ModelBundle(Path(directory), config).build_model()
+    with weights_filled_by_a_checkpoint():
+        model = ModelBundle(Path(directory), config).build_model()
     try:
         return _quantized_model_class()(model, encoded)
     except Yt8mError as error:

@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from yt8m._tf import import_tensorflow_quietly
-from yt8m.classifier.bundle import ModelBundle
+from yt8m.classifier.bundle import ModelBundle, weights_filled_by_a_checkpoint
 from yt8m.classifier.compact.kinds import KIND_MERGED, KIND_QUANTIZED
 from yt8m.classifier.compact.quantize import (
     MANIFEST_FILENAME,
@@ -191,7 +191,8 @@ def _training_parts(bundle: ModelBundle) -> tuple[list[SizePart], int]:
     (A checkpoint names each weight once, by whichever object reached it first, often the
     optimizer: so the layers come from the model's own variables and the rest by difference.)
     """
-    parts, parameters = _model_parts(bundle.build_model())
+    with weights_filled_by_a_checkpoint():  # only the shapes are counted
+        parts, parameters = _model_parts(bundle.build_model())
     stored = _checkpoint_parts(str(bundle.latest_checkpoint()), lambda name: name.split("/")[0])
     ema = sum(part.bytes for part in stored if part.name == EMA_GROUP)
     rest = sum(part.bytes for part in stored) - ema - sum(part.bytes for part in parts)

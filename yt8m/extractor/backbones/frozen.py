@@ -104,11 +104,61 @@ def import_lifted(
 
 
 def freeze(function: Any) -> tuple[Any, dict[str, np.ndarray], str, str]:
-    """A traced single-input function as (structure, values, input tensor name, output tensor name)."""
+    """A traced single-input function as (structure, values, input tensor name, output tensor name).
+
+    A flat graph (no nested functions: the Keras-built networks) has its variable reads swapped
+    for placeholders directly (`lift_variables`); anything else goes through TensorFlow's own
+    freezing and `lift_constants`, which is slower: it writes every weight into the GraphDef as a
+    constant first (VGGish, 288 MB of weights: 8.5 s against 0.7 s on 2 cores).
+    """
+    lifted = lift_variables(function)
+    if lifted is not None:
+        return lifted
     convert = importlib.import_module(_CONVERT_MODULE).convert_variables_to_constants_v2
     frozen = convert(function)
     structure, values = lift_constants(frozen.graph.as_graph_def())
     return structure, values, frozen.inputs[0].name, frozen.outputs[0].name
+
+
+def lift_variables(function: Any) -> tuple[Any, dict[str, np.ndarray], str, str] | None:
+    """`freeze` of a flat concrete function: each read of a captured variable becomes a placeholder
+    (same name, so its consumers are unchanged) whose value is the variable's, and each other
+    captured tensor keeps its placeholder with the tensor's value. None when the graph calls
+    functions or uses a variable other than by reading it (TensorFlow's freezing handles those).
+    """
+    tf = import_tensorflow_quietly()
+    graph_def = function.graph.as_graph_def()
+    if graph_def.library.function:
+        return None
+    captured = {internal.op.name: external for external, internal in function.graph.captures}
+    resources = {name for name, external in captured.items() if external.dtype == tf.resource}
+    reads = {node.name for node in graph_def.node if node.op == "ReadVariableOp" and node_name(node.input[0]) in resources}
+    structure = tf.compat.v1.GraphDef()
+    structure.versions.CopyFrom(graph_def.versions)
+    values: dict[str, np.ndarray] = {}
+    for node in graph_def.node:
+        sources = [node_name(reference) for reference in node.input]
+        if node.name in resources:
+            continue  # the handle itself: its reads below become placeholders
+        if node.name in reads:
+            value = tf.raw_ops.ReadVariableOp(resource=captured[sources[0]], dtype=node.attr["dtype"].type).numpy()
+            placeholder = new_node(structure, node.name, "Placeholder", [])
+            placeholder.attr["dtype"].type = node.attr["dtype"].type
+            placeholder.attr["shape"].shape.CopyFrom(tf.TensorShape(value.shape).as_proto())
+            values[node.name] = value
+            continue
+        if any(source in resources for source in sources):
+            return None  # a variable used otherwise (assigned, gathered from): not a plain read
+        if node.name in captured and node.op == "Placeholder":
+            values[node.name] = captured[node.name].numpy()
+        copy = structure.node.add()
+        copy.CopyFrom(node)
+        if any(reference.startswith("^") and node_name(reference) in reads for reference in node.input):
+            # an ordering edge after a variable read: meaningless once the value is fixed, and a
+            # control input on a placeholder would not be fed by import_graph_def's input_map
+            del copy.input[:]
+            copy.input.extend(r for r in node.input if not (r.startswith("^") and node_name(r) in reads))
+    return structure, values, function.inputs[0].name, function.outputs[0].name
 
 
 def save_lifted(stem: str | os.PathLike, structure: Any, values: dict[str, np.ndarray], input_name: str,
