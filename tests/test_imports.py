@@ -269,10 +269,21 @@ def _loaded_after(imports: str, modules: list[str]) -> list[str]:
 
 
 def test_extract_and_classify_start_without_the_deferred_modules():
-    """`yt8m extract`'s modules load no scikit-learn/scipy.signal; `yt8m classify`'s no deferred one.
-
-    (Keras itself imports parts of scikit-learn, so the classifier side can only leave out ours.)
-    """
-    deferred = sorted(module for _, module in DEFERRED_THIRD_PARTY)
-    assert _loaded_after("yt8m.extractor.job", deferred + ["sklearn"]) == []
+    """`yt8m extract`'s and `yt8m classify`'s modules load no scikit-learn / scipy.signal, nor does
+    TensorFlow's import (Keras would import scikit-learn for its wrappers), and a classifier model
+    builds without them."""
+    deferred = sorted(module for _, module in DEFERRED_THIRD_PARTY) + ["sklearn"]
+    assert _loaded_after("yt8m.extractor.job", deferred) == []
     assert _loaded_after("yt8m.classification", deferred) == []
+    started = ("yt8m._tf; yt8m._tf.import_tensorflow_quietly(); from yt8m.classifier.bundle import build_model; "
+               "from yt8m.classifier.config import ModelConfig; "
+               "build_model(ModelConfig.create('NeXtVLADModel', num_classes=5))")
+    assert _loaded_after(started, deferred) == []
+
+
+def test_scikit_learn_still_imports_after_tensorflow():
+    code = ("from yt8m._tf import import_tensorflow_quietly; import_tensorflow_quietly(); "
+            "from sklearn.decomposition import PCA; import numpy as np; "
+            "print(PCA(2).fit(np.random.default_rng(0).normal(size=(20, 4))).n_components_)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and done.stdout.strip() == "2", done.stderr[-2000:]
