@@ -98,6 +98,28 @@ def test_rows_match_the_networks_applied_frame_by_frame(models, clips):
         assert difference.max() <= 1 and (difference == 0).mean() > 0.99
 
 
+def test_batch_size_and_decode_threads_follow_the_device(models, clips, monkeypatch):
+    """With no batch size / decode threads given, the CPU gets 32 / 2; a GPU (as TensorFlow would
+    report one) 128 / one per core up to 8; given values are kept; features are the same."""
+    monkeypatch.setattr(pipeline, "networks_on_gpu", lambda: False)
+    cpu = pipeline.FeatureExtractor(models)
+    assert (cpu.batch_size, cpu.workers) == (pipeline.DEFAULT_BATCH_SIZE, pipeline.DEFAULT_WORKERS) == (32, 2)
+    monkeypatch.setattr(pipeline, "networks_on_gpu", lambda: True)
+    monkeypatch.setattr(pipeline.os, "cpu_count", lambda: 16)
+    gpu = pipeline.FeatureExtractor(models)
+    assert (gpu.batch_size, gpu.workers) == (pipeline.GPU_BATCH_SIZE, pipeline.GPU_MAX_WORKERS) == (128, 8)
+    assert pipeline.sized_for_device(16, None) == (16, 8) and pipeline.sized_for_device(None, 3) == (128, 3)
+    monkeypatch.setattr(pipeline.os, "cpu_count", lambda: 1)
+    assert pipeline.sized_for_device(None, None) == (128, pipeline.DEFAULT_WORKERS)
+    paths = [clips["sine"], clips["short"], clips["long"]]
+    on_cpu = list(cpu.extract(_items(*paths)))
+    on_gpu_sizes = list(gpu.extract(_items(*paths)))
+    for a, b in zip(on_cpu, on_gpu_sizes):
+        for field in ("rgb", "audio"):
+            difference = np.abs(getattr(a.features, field).astype(int) - getattr(b.features, field).astype(int))
+            assert difference.max() <= 1 and (difference == 0).mean() > 0.99
+
+
 def test_batches_and_workers_do_not_change_results(models, clips):
     paths = [clips["sine"], clips["mute"], clips["short"], clips["silent"]]
     one = list(pipeline.FeatureExtractor(models, batch_size=1, workers=1).extract(_items(*paths)))

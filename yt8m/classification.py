@@ -39,8 +39,8 @@ from yt8m.extractor import video as video_lib
 from yt8m.extractor import weights as weights_lib
 from yt8m.extractor.backbones import load_feature_models
 from yt8m.extractor.inputs import collect_videos
-from yt8m.extractor.job import DEFAULT_WORKERS, YT8M_FPS
-from yt8m.extractor.pipeline import DEFAULT_BATCH_SIZE, FeatureExtractor, VideoInput, check_options
+from yt8m.extractor.job import YT8M_FPS
+from yt8m.extractor.pipeline import FeatureExtractor, VideoInput, check_options
 
 DEFAULT_TOP_K = 20
 SEGMENT_TOP_K = 5  # labels kept per 5-second window
@@ -195,7 +195,7 @@ def check_classify_options(top_k: int, fps: float, max_frames: int, sampling: st
     """Every option error, as one line naming the parameter, before any work."""
     if top_k < 1:
         raise Yt8mError(f"`top_k` must be >= 1, got {top_k}")
-    check_options(fps, max_frames, DEFAULT_BATCH_SIZE, DEFAULT_WORKERS)
+    check_options(fps, max_frames, None, None)
     video_lib.check_sampling(sampling)
 
 
@@ -281,7 +281,7 @@ def classify_files(
     weights = str(getattr(feature_models, "weights", weights))
     keeper = ThumbnailKeeper() if thumbnails else None
     extractor = FeatureExtractor(
-        feature_models, fps=fps, max_frames=max_frames, sampling=sampling, workers=DEFAULT_WORKERS, on_frame=keeper
+        feature_models, fps=fps, max_frames=max_frames, sampling=sampling, on_frame=keeper
     )
     if pending is not None:
         pending.raise_if_failed()

@@ -75,8 +75,12 @@ def extract(
         "float32", "--precision", hidden=True,
         help="float32, or bfloat16 for benchmarks only: it fails the byte-agreement bar, records are marked not YT8M-compatible.",
     ),
-    batch_size: int = typer.Option(32, "--batch-size", min=1, help="Frames per network batch (across videos)."),
-    workers: int = typer.Option(2, "--workers", min=1, help="Video decoding threads."),
+    batch_size: Optional[int] = typer.Option(
+        None, "--batch-size", min=1, help="Frames per network batch (across videos). [default: 32; 128 on a GPU]"
+    ),
+    workers: Optional[int] = typer.Option(
+        None, "--workers", min=1, help="Video decoding threads. [default: 2; one per core up to 8 with a GPU]"
+    ),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run: skip ids already in the output."),
     overwrite: bool = typer.Option(
         False, "--overwrite", help="Replace an existing output (only once this run has completed)."

@@ -33,7 +33,6 @@ from yt8m.extractor.backbones import FLOAT32, FeatureModels, check_precision, lo
 from yt8m.extractor.inputs import ID_FROM_STEM, VideoInput, check_id_source, make_inputs, scan_inputs
 from yt8m.extractor.pipeline import (
     AUDIO_MISSING,
-    DEFAULT_BATCH_SIZE,
     ExtractProgress,
     ExtractResult,
     FeatureExtractor,
@@ -41,7 +40,6 @@ from yt8m.extractor.pipeline import (
 )
 from yt8m.extractor.video import DEFAULT_FPS, DEFAULT_SAMPLING
 
-DEFAULT_WORKERS = 2  # decode threads: one decodes while the other waits on I/O
 RECORD_SUFFIX = ".tfrecord"
 DEFAULT_OUTPUT_NAME = "features"  # the file name in an output folder when several inputs are given
 YT8M_FPS = 1.0
@@ -63,8 +61,8 @@ class ExtractOptions:
     rgb_pca: str | os.PathLike | None = None
     audio_pca: str | os.PathLike | None = None
     precision: str = FLOAT32
-    batch_size: int = DEFAULT_BATCH_SIZE
-    workers: int = DEFAULT_WORKERS
+    batch_size: int | None = None  # None: sized for the device the networks run on (pipeline.sized_for_device)
+    workers: int | None = None
     shard_size: int | None = None
     resume: bool = False
     overwrite: bool = False

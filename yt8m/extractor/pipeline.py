@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import os
 import queue
 import threading
 import time
@@ -45,11 +46,14 @@ import numpy as np
 from yt8m.core import AUDIO_SIZE, MAX_FRAMES, VideoFeatures, Yt8mError
 from yt8m.extractor import audio as audio_lib
 from yt8m.extractor import video as video_lib
+from yt8m.extractor.backbones.network import networks_on_gpu
 from yt8m.extractor.inputs import VideoInput, collect_videos  # noqa: F401 - VideoInput is part of this API
 from yt8m.pca.quantization import NEUTRAL_BYTE, quantize
 
-DEFAULT_BATCH_SIZE = 32
-DEFAULT_WORKERS = 1
+DEFAULT_BATCH_SIZE = 32  # frames per network batch on the CPU (larger batches gain nothing there)
+DEFAULT_WORKERS = 2  # decode threads on the CPU: one decodes while the other waits on I/O
+GPU_BATCH_SIZE = 128  # on a GPU: large batches keep it busy (~130 MB of 299x299 float inputs)
+GPU_MAX_WORKERS = 8  # on a GPU the networks outrun one decoder: up to this many, one per core
 # Decoded (and resized) frames waiting for the networks: at most QUEUE_BYTES of them (one message
 # always fits), about 40 network inputs of 299 x 299 x 3 floats. With the batch being assembled
 # and the one running, about 3 x batch_size network inputs are in memory at once.
@@ -199,16 +203,30 @@ def _grow(rows: list, index: int) -> None:
         rows.extend([None] * (index + 1 - len(rows)))
 
 
-def check_options(fps: float, max_frames: int, batch_size: int, workers: int) -> None:
-    """Yt8mError naming the first bad parameter, before any work."""
+def check_options(fps: float, max_frames: int, batch_size: int | None, workers: int | None) -> None:
+    """Yt8mError naming the first bad parameter, before any work (None: the device's default)."""
     if not (fps > 0 and math.isfinite(fps)):
         raise Yt8mError(f"fps must be a finite number > 0, got {fps}")
     if max_frames < 0:
         raise Yt8mError(f"max_frames must be >= 0 (0 = no limit), got {max_frames}")
-    if batch_size < 1:
+    if batch_size is not None and batch_size < 1:
         raise Yt8mError(f"batch_size must be >= 1, got {batch_size}")
-    if workers < 1:
+    if workers is not None and workers < 1:
         raise Yt8mError(f"workers must be >= 1, got {workers}")
+
+
+def sized_for_device(batch_size: int | None, workers: int | None) -> tuple[int, int]:
+    """The batch size and decode threads to use: those given, else the defaults of the device the
+    networks run on (CPU: DEFAULT_BATCH_SIZE, DEFAULT_WORKERS; GPU: GPU_BATCH_SIZE and one decode
+    thread per core up to GPU_MAX_WORKERS). Features do not depend on either."""
+    if batch_size is not None and workers is not None:
+        return int(batch_size), int(workers)
+    on_gpu = networks_on_gpu()
+    if batch_size is None:
+        batch_size = GPU_BATCH_SIZE if on_gpu else DEFAULT_BATCH_SIZE
+    if workers is None:
+        workers = max(DEFAULT_WORKERS, min(GPU_MAX_WORKERS, os.cpu_count() or 1)) if on_gpu else DEFAULT_WORKERS
+    return int(batch_size), int(workers)
 
 
 class FeatureExtractor:
@@ -217,7 +235,7 @@ class FeatureExtractor:
     `fps` frames per second are sampled by `sampling` (`mediapipe` or `legacy`, see
     yt8m.extractor.video), at most `max_frames` per video (0 = all). `audio=False` (or models
     without VGGish) writes neutral audio rows. `batch_size` frames go through the networks at
-    once; `workers` threads decode videos. `on_frame(item, index, image)`, when given, sees each
+    once; `workers` threads decode videos (None: sized for the device, see `sized_for_device`). `on_frame(item, index, image)`, when given, sees each
     sampled RGB frame that goes to the networks, in its decode thread (e.g. to keep thumbnails
     without decoding the video again).
     """
@@ -229,8 +247,8 @@ class FeatureExtractor:
         max_frames: int = MAX_FRAMES,
         sampling: str = video_lib.DEFAULT_SAMPLING,
         audio: bool = True,
-        batch_size: int = DEFAULT_BATCH_SIZE,
-        workers: int = DEFAULT_WORKERS,
+        batch_size: int | None = None,
+        workers: int | None = None,
         on_frame: Callable[[VideoInput, int, np.ndarray], None] | None = None,
     ) -> None:
         check_options(fps, max_frames, batch_size, workers)
@@ -242,8 +260,7 @@ class FeatureExtractor:
         self.audio_pca = getattr(models, "audio_pca", None) if self.audio_enabled else None
         if self.audio_enabled and self.audio_pca is None:
             raise Yt8mError("audio features need an audio PCA (models.audio_pca is missing)")
-        self.batch_size = int(batch_size)
-        self.workers = int(workers)
+        self.batch_size, self.workers = sized_for_device(batch_size, workers)
         self.stats = ExtractStats()
         self.on_frame = on_frame
 

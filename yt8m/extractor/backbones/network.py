@@ -44,6 +44,11 @@ def compile_function(function: Callable[[Any], Any], input_signature: Any) -> Ca
     return tf.function(function, input_signature=[input_signature], autograph=False).get_concrete_function()
 
 
+def networks_on_gpu() -> bool:
+    """Whether TensorFlow places the networks on a GPU (it does, with no flag, when it sees one)."""
+    return bool(import_tensorflow_quietly().config.list_logical_devices("GPU"))
+
+
 def check_precision(precision: str) -> str:
     """`precision` if it is one of PRECISIONS, else a Yt8mError naming the parameter."""
     if precision not in PRECISIONS:
