@@ -295,8 +295,9 @@ def _perr_block(
     perr_hits = np.zeros(num_classes + 1, dtype=np.int64)
     labelled = np.flatnonzero(num_labels[block]) + block.start
     bucket = np.minimum(num_labels[labelled], PERR_PICK_LIMIT + 1)
-    by_bucket = labelled[np.argsort(bucket, kind="stable")]
-    keys, starts = np.unique(np.sort(bucket), return_index=True)
+    order = np.argsort(bucket, kind="stable")
+    by_bucket = labelled[order]
+    keys, starts = np.unique(bucket[order], return_index=True)
     for key, rows in zip(keys, np.split(by_bucket, starts[1:])):
         counts = num_labels[rows]
         width = int(counts.max())

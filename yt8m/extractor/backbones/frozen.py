@@ -52,6 +52,15 @@ def new_node(graph_def: Any, name: str, op: str, inputs: list[str]) -> Any:
     return node
 
 
+def lift_node(graph_def: Any, node: Any, value: np.ndarray, values: dict[str, np.ndarray]) -> None:
+    """Add to `graph_def` a Placeholder standing for `node` (same name, dtype, `value`'s shape); keep `value`."""
+    tf = import_tensorflow_quietly()
+    placeholder = new_node(graph_def, node.name, "Placeholder", [])
+    placeholder.attr["dtype"].type = node.attr["dtype"].type
+    placeholder.attr["shape"].shape.CopyFrom(tf.TensorShape(value.shape).as_proto())
+    values[node.name] = value
+
+
 def lift_constants(graph_def: Any, min_bytes: int = LIFT_MIN_BYTES) -> tuple[Any, dict[str, np.ndarray]]:
     """`graph_def` with each Const of at least `min_bytes` replaced by a Placeholder, and their values."""
     tf = import_tensorflow_quietly()
@@ -62,10 +71,7 @@ def lift_constants(graph_def: Any, min_bytes: int = LIFT_MIN_BYTES) -> tuple[Any
     for node in graph_def.node:
         tensor = node.attr["value"].tensor if node.op == "Const" else None
         if tensor is not None and len(tensor.tensor_content) >= min_bytes:
-            values[node.name] = tf.make_ndarray(tensor)
-            placeholder = new_node(out, node.name, "Placeholder", [])
-            placeholder.attr["dtype"].type = node.attr["dtype"].type
-            placeholder.attr["shape"].shape.CopyFrom(tf.TensorShape(values[node.name].shape).as_proto())
+            lift_node(out, node, tf.make_ndarray(tensor), values)
         else:
             out.node.add().CopyFrom(node)
     return out, values
@@ -141,11 +147,8 @@ def lift_variables(function: Any) -> tuple[Any, dict[str, np.ndarray], str, str]
         if node.name in resources:
             continue  # the handle itself: its reads below become placeholders
         if node.name in reads:
-            value = tf.raw_ops.ReadVariableOp(resource=captured[sources[0]], dtype=node.attr["dtype"].type).numpy()
-            placeholder = new_node(structure, node.name, "Placeholder", [])
-            placeholder.attr["dtype"].type = node.attr["dtype"].type
-            placeholder.attr["shape"].shape.CopyFrom(tf.TensorShape(value.shape).as_proto())
-            values[node.name] = value
+            value = tf.raw_ops.ReadVariableOp(resource=captured[sources[0]], dtype=node.attr["dtype"].type)
+            lift_node(structure, node, value.numpy(), values)
             continue
         if any(source in resources for source in sources):
             return None  # a variable used otherwise (assigned, gathered from): not a plain read
